@@ -1,0 +1,452 @@
+"""The Centrifuge client protocol on top of a session: one handler per connection.
+
+:class:`ClientHandler` reads frames from its session, decodes them with
+:mod:`.protocol.commands`, runs each command against the hub, and queues replies. Commands
+of one connection run one at a time, in the order the client sent them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ._version import __version__
+from .hooks import (
+    ConnectContext,
+    ConnectReply,
+    Credentials,
+    Hooks,
+    PublishContext,
+    RefreshContext,
+    RPCContext,
+    SubscribeContext,
+    SubscriptionGrant,
+    TokenVerifier,
+)
+from .hub import Node
+from .protocol import encode
+from .protocol.codes import DisconnectCode, ErrorCode, UnsubscribeCode
+from .protocol.commands import (
+    ChannelRequest,
+    Command,
+    ConnectRequest,
+    HistoryRequest,
+    PublishRequest,
+    RefreshRequest,
+    RPCRequest,
+    SendRequest,
+    SubRefreshRequest,
+    SubscribeRequest,
+    decode_frame,
+)
+from .protocol.errors import Disconnect, ReplyError
+from .protocol.messages import Publication, StreamPosition, from_raw, to_raw
+from .ratelimit import TokenBucket
+from .session import Session
+
+log = logging.getLogger("fastapi_realtime.client")
+
+SERVER_VERSION = f"fastapi-realtime {__version__}"
+Result = dict[str, Any]
+
+
+def _raw_or_none(value: Any) -> bytes | None:
+    return None if value is None else to_raw(value)
+
+
+class ClientHandler:
+    """Serves the Centrifuge protocol for one session."""
+
+    def __init__(
+        self,
+        hub: Node,
+        session: Session,
+        *,
+        hooks: Hooks,
+        verifier: TokenVerifier | None,
+        transport_name: str = "websocket",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.hub = hub
+        self.session = session
+        self.settings = hub.settings
+        self.hooks = hooks
+        self.verifier = verifier
+        self.transport_name = transport_name
+        self.headers = dict(headers or {})
+        self.connected = False
+        self.credentials: Credentials | None = None
+        self._bucket = TokenBucket(self.settings.client_command_rate, self.settings.client_command_burst)
+        self._refused_in_a_row = 0
+        self._expiry: asyncio.TimerHandle | None = None
+        self._sub_expiry: dict[str, asyncio.TimerHandle] = {}
+        session.on_insufficient_state = self._insufficient_state
+
+    # -- loop -------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Handle frames until the session closes."""
+        try:
+            while not self.session.closed:
+                frame = await self.session.receive()
+                try:
+                    commands = decode_frame(frame)
+                except Disconnect as exc:
+                    self.session.close(exc.code, exc.reason)
+                    return
+                for command in commands:
+                    await self.handle(command)
+                    if self.session.closed:
+                        return
+        finally:
+            self._cancel_timers()
+
+    def _cancel_timers(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        for timer in self._sub_expiry.values():
+            timer.cancel()
+        self._sub_expiry.clear()
+
+    async def handle(self, cmd: Command) -> None:
+        """Run one command and queue its reply."""
+        session = self.session
+        if cmd.is_pong:
+            if not session.pong():
+                session.close(DisconnectCode.BAD_REQUEST, "unexpected pong")
+            return
+        if not self._bucket.take():
+            self._refused_in_a_row += 1
+            if self._refused_in_a_row > self.settings.client_command_burst:
+                session.close(DisconnectCode.TOO_MANY_REQUESTS)
+            elif cmd.id:
+                session.enqueue(encode.error_reply(cmd.id, ReplyError(ErrorCode.TOO_MANY_REQUESTS)))
+            return
+        self._refused_in_a_row = 0
+        if (cmd.method == "connect") == self.connected:
+            session.close(DisconnectCode.BAD_REQUEST, "connect first" if not self.connected else "already connected")
+            return
+        if cmd.error is not None:
+            session.enqueue(encode.error_reply(cmd.id, cmd.error))
+            return
+        try:
+            result = await self._dispatch(cmd)
+        except ReplyError as exc:
+            session.enqueue(encode.error_reply(cmd.id, exc))
+            return
+        except Disconnect as exc:
+            session.close(exc.code, exc.reason)
+            return
+        except Exception:
+            log.exception("%s command of client %s failed", cmd.method, session.id)
+            session.enqueue(encode.error_reply(cmd.id, ReplyError(ErrorCode.INTERNAL)))
+            return
+        if result is not None and cmd.id:
+            session.enqueue(encode.reply(cmd.id, cmd.method, result))
+
+    async def _dispatch(self, cmd: Command) -> Result | None:
+        req = cmd.request
+        if isinstance(req, ConnectRequest):
+            await self._connect(cmd.id, req)
+            return None
+        if isinstance(req, SubscribeRequest):
+            await self._subscribe(cmd.id, req)
+            return None
+        if isinstance(req, PublishRequest):
+            return await self._publish(req)
+        if isinstance(req, HistoryRequest):
+            return await self._history(req)
+        if isinstance(req, RPCRequest):
+            return await self._rpc(req)
+        if isinstance(req, SendRequest):
+            if self.hooks.on_message is not None:
+                await self.hooks.on_message(self._rpc_context(""), from_raw(req.data))
+            return None
+        if isinstance(req, RefreshRequest):
+            return await self._refresh(req)
+        if isinstance(req, SubRefreshRequest):
+            return self._sub_refresh(req)
+        if isinstance(req, ChannelRequest):
+            if cmd.method == "unsubscribe":
+                self._cancel_sub_expiry(req.channel)
+                await self.hub.unsubscribe(self.session, req.channel)
+                return {}
+            return await self._presence(cmd.method, req)
+        return {}  # the legacy ping command
+
+    # -- connect and refresh ----------------------------------------------------------
+
+    async def _connect(self, cmd_id: int, req: ConnectRequest) -> None:
+        credentials = self._verify_connection(req.token) if req.token else None
+        reply_data = None
+        if self.hooks.on_connect is not None:
+            ctx = ConnectContext(
+                client=self.session.id,
+                credentials=credentials,
+                data=from_raw(req.data),
+                name=req.name,
+                version=req.version,
+                headers={**self.headers, **req.headers},
+                transport=self.transport_name,
+            )
+            answer: ConnectReply | None = await self.hooks.on_connect(ctx)
+            if answer is not None:
+                credentials, reply_data = answer.credentials, answer.data
+        if credentials is None:
+            if not self.settings.allow_anonymous:
+                raise ReplyError(ErrorCode.UNAUTHORIZED)
+            credentials = Credentials(user="")
+        self.credentials = credentials
+        self.hub.set_user(self.session, credentials.user, _raw_or_none(credentials.info))
+        self.connected = True
+        result: Result = {"client": self.session.id, "version": SERVER_VERSION}
+        self._apply_expiry(result, credentials.expire_at)
+        if self.settings.ping_interval > 0:
+            result["ping"] = max(1, round(self.settings.ping_interval))
+            result["pong"] = True
+        if reply_data is not None:
+            result["data"] = orjson.Fragment(to_raw(reply_data))
+        subs: dict[str, Result] = {}
+        positions: dict[str, int] = {}
+        for channel in dict.fromkeys(credentials.channels):
+            recover = req.subs.get(channel) or SubscribeRequest(channel=channel)
+            try:
+                subs[channel], positions[channel] = await self._join_channel(recover, grant=SubscriptionGrant())
+            except ReplyError as exc:
+                log.warning("server-side subscription of %s to %s refused: %s", self.session.id, channel, exc)
+        if subs:
+            result["subs"] = subs
+        self.session.enqueue(encode.reply(cmd_id, "connect", result))
+        for channel, after in positions.items():
+            self.session.finish_subscribe(channel, after)
+        self.session.start_pinging()
+
+    def _verify_connection(self, token: str) -> Credentials:
+        if self.verifier is None:
+            raise Disconnect(DisconnectCode.INVALID_TOKEN, "tokens are not configured")
+        return self.verifier.connection(token)
+
+    def _apply_expiry(self, result: Result, expire_at: int) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if not expire_at:
+            return
+        ttl = expire_at - int(time.time())
+        if ttl <= 0:
+            raise ReplyError(ErrorCode.TOKEN_EXPIRED)
+        result["expires"], result["ttl"] = True, ttl
+        delay = ttl + self.settings.expired_close_delay
+        self._expiry = asyncio.get_running_loop().call_later(delay, self.session.close, DisconnectCode.EXPIRED)
+
+    async def _refresh(self, req: RefreshRequest) -> Result:
+        if not req.token and self.hooks.on_refresh is None:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "token required")
+        credentials = self._verify_connection(req.token) if req.token else None
+        if self.hooks.on_refresh is not None:
+            ctx = RefreshContext(client=self.session.id, user=self.session.user, credentials=credentials)
+            credentials = await self.hooks.on_refresh(ctx) or credentials
+        if credentials is None:
+            raise ReplyError(ErrorCode.UNAUTHORIZED)
+        if credentials.user != self.session.user:
+            raise Disconnect(DisconnectCode.INVALID_TOKEN, "user mismatch")
+        self.credentials = credentials
+        result: Result = {"client": self.session.id, "version": SERVER_VERSION}
+        self._apply_expiry(result, credentials.expire_at)
+        return result
+
+    # -- subscriptions ----------------------------------------------------------------
+
+    async def _subscribe(self, cmd_id: int, req: SubscribeRequest) -> None:
+        channel = self.hub.channel(req.channel)
+        grant = None
+        if req.token:
+            if self.verifier is None:
+                raise ReplyError(ErrorCode.PERMISSION_DENIED, "subscription tokens are not configured")
+            grant = self.verifier.subscription(req.token, req.channel, self.session.user)
+        if self.hooks.on_subscribe is not None:
+            ctx = SubscribeContext(
+                client=self.session.id,
+                user=self.session.user,
+                channel=req.channel,
+                data=from_raw(req.data),
+                grant=grant,
+            )
+            grant = await self.hooks.on_subscribe(ctx) or grant
+        if grant is None and (channel.private or not channel.options.allow_subscribe):
+            raise ReplyError(ErrorCode.PERMISSION_DENIED)
+        if not channel.allows_user(self.session.user):
+            raise ReplyError(ErrorCode.PERMISSION_DENIED)
+        result, after = await self._join_channel(req, grant=grant or SubscriptionGrant())
+        self.session.enqueue(encode.reply(cmd_id, "subscribe", result))
+        self.session.finish_subscribe(req.channel, after)
+
+    async def _join_channel(self, req: SubscribeRequest, *, grant: SubscriptionGrant) -> tuple[Result, int]:
+        """Subscribe the session and build the subscribe result (recovering if asked).
+
+        Returns the result and the offset up to which publications are in it; the caller
+        queues the reply, then calls ``finish_subscribe`` with that offset.
+        """
+        options = self.hub.channel(req.channel).options
+        positioned = options.history and (req.positioned or req.recoverable or req.recover)
+        await self.hub.subscribe(
+            self.session,
+            req.channel,
+            join_leave=req.join_leave,
+            positioned=positioned,
+            chan_info=_raw_or_none(grant.info),
+        )
+        try:
+            result: Result = {}
+            after = 0
+            if positioned:
+                result, after = await self._position(req, recoverable=options.allow_recovery)
+            if grant.expire_at:
+                ttl = grant.expire_at - int(time.time())
+                if ttl <= 0:
+                    raise ReplyError(ErrorCode.TOKEN_EXPIRED)
+                result["expires"], result["ttl"] = True, ttl
+                self._schedule_sub_expiry(req.channel, ttl)
+            if grant.data is not None:
+                result["data"] = orjson.Fragment(to_raw(grant.data))
+            return result, after
+        except BaseException:
+            self._cancel_sub_expiry(req.channel)
+            await self.hub.unsubscribe(self.session, req.channel, announce=False)
+            raise
+
+    async def _position(self, req: SubscribeRequest, *, recoverable: bool) -> tuple[Result, int]:
+        since = StreamPosition(req.offset, req.epoch) if req.recover and recoverable else None
+        history = await self.hub.broker.history(
+            req.channel,
+            since=since,
+            limit=None if since else 0,
+            reverse=False,
+            meta_ttl=self.settings.history_meta_ttl,
+        )
+        top = history.position
+        result: Result = {"positioned": True, "epoch": top.epoch}
+        if recoverable and (req.recoverable or req.recover):
+            result["recoverable"] = True
+        offset, pubs = top.offset, []
+        if since is not None:
+            result["was_recovering"] = True
+            pubs = history.publications
+            if self._recovered(since, top, pubs):
+                result["recovered"] = True
+                result["publications"] = [encode.publication_dict(p) for p in pubs]
+                offset = since.offset
+            else:
+                pubs = []
+        if offset:
+            result["offset"] = offset
+        sub = self.session.subscriptions[req.channel]
+        sub.offset, sub.epoch = top.offset, top.epoch
+        return result, top.offset
+
+    def _recovered(self, since: StreamPosition, top: StreamPosition, pubs: list[Publication]) -> bool:
+        if since.epoch and since.epoch != top.epoch:
+            return False
+        if len(pubs) > self.settings.recovery_max_publications:
+            return False
+        if not pubs:
+            return top.offset == since.offset
+        return pubs[0].offset == since.offset + 1 and pubs[-1].offset == top.offset
+
+    def _schedule_sub_expiry(self, channel: str, ttl: int) -> None:
+        self._cancel_sub_expiry(channel)
+        self._sub_expiry[channel] = asyncio.get_running_loop().call_later(
+            ttl + self.settings.expired_close_delay, self._expire_subscription, channel
+        )
+
+    def _cancel_sub_expiry(self, channel: str) -> None:
+        timer = self._sub_expiry.pop(channel, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _expire_subscription(self, channel: str) -> None:
+        self._sub_expiry.pop(channel, None)
+        self.hub.server_unsubscribe(self.session, channel, UnsubscribeCode.EXPIRED)
+
+    def _insufficient_state(self, channel: str) -> None:
+        self.hub.server_unsubscribe(self.session, channel, UnsubscribeCode.INSUFFICIENT_STATE)
+
+    def _sub_refresh(self, req: SubRefreshRequest) -> Result:
+        if req.channel not in self.session.subscriptions:
+            raise ReplyError(ErrorCode.PERMISSION_DENIED, "not subscribed")
+        if self.verifier is None:
+            raise ReplyError(ErrorCode.PERMISSION_DENIED, "subscription tokens are not configured")
+        grant = self.verifier.subscription(req.token, req.channel, self.session.user)
+        result: Result = {}
+        if grant.expire_at:
+            ttl = grant.expire_at - int(time.time())
+            if ttl <= 0:
+                raise ReplyError(ErrorCode.TOKEN_EXPIRED)
+            result["expires"], result["ttl"] = True, ttl
+            self._schedule_sub_expiry(req.channel, ttl)
+        else:
+            self._cancel_sub_expiry(req.channel)
+        return result
+
+    # -- publish, presence, history, rpc ----------------------------------------------
+
+    async def _publish(self, req: PublishRequest) -> Result:
+        channel = self.hub.channel(req.channel)
+        data: Any = req.data
+        if self.hooks.on_publish is not None:
+            ctx = PublishContext(
+                client=self.session.id, user=self.session.user, channel=req.channel, data=from_raw(req.data)
+            )
+            replaced = await self.hooks.on_publish(ctx)
+            if replaced is not None:
+                data = replaced
+        elif not channel.options.allow_publish:
+            raise ReplyError(ErrorCode.PERMISSION_DENIED)
+        if not channel.allows_user(self.session.user):
+            raise ReplyError(ErrorCode.PERMISSION_DENIED)
+        sub = self.session.subscriptions.get(req.channel)
+        info = self.session.info(sub.chan_info if sub else None)
+        await self.hub.publish(req.channel, data, info=info)
+        return {}
+
+    def _require_subscribed(self, channel: str, allowed: bool) -> None:
+        if not allowed or channel not in self.session.subscriptions:
+            raise ReplyError(ErrorCode.PERMISSION_DENIED)
+
+    async def _presence(self, method: str, req: ChannelRequest) -> Result:
+        options = self.hub.channel(req.channel).options
+        if not options.presence:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE)
+        self._require_subscribed(req.channel, options.allow_presence)
+        if method == "presence_stats":
+            clients, users = await self.hub.presence_stats(req.channel)
+            return {"num_clients": clients, "num_users": users}
+        entries = await self.hub.presence(req.channel)
+        return {"presence": {cid: encode.client_info_dict(info) for cid, info in entries.items()}}
+
+    async def _history(self, req: HistoryRequest) -> Result:
+        options = self.hub.channel(req.channel).options
+        if not options.history:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE)
+        self._require_subscribed(req.channel, options.allow_history)
+        limit = None if req.limit < 0 else req.limit
+        result = await self.hub.history(req.channel, since=req.since, limit=limit, reverse=req.reverse)
+        out: Result = {"publications": [encode.publication_dict(p) for p in result.publications]}
+        out.update(encode.position_dict(result.position))
+        return out
+
+    def _rpc_context(self, method: str) -> RPCContext:
+        meta = self.credentials.meta if self.credentials else None
+        return RPCContext(client=self.session.id, user=self.session.user, method=method, meta=meta)
+
+    async def _rpc(self, req: RPCRequest) -> Result:
+        handler = self.hooks.rpc.get(req.method)
+        if handler is None:
+            raise ReplyError(ErrorCode.METHOD_NOT_FOUND)
+        data = await handler(self._rpc_context(req.method), from_raw(req.data))
+        return {} if data is None else {"data": orjson.Fragment(to_raw(data))}

@@ -1,0 +1,405 @@
+"""The hub core: channels, local subscribers, fan-out, and the publish/history/presence API.
+
+:class:`Node` is everything a hub is apart from its FastAPI glue; :class:`fastapi_realtime.Hub`
+adds the routes and the tutorial-style connection API on top.
+
+A hub counts subscribers locally and touches the broker only when a channel gets its first
+subscriber on this hub or loses its last one. Fan-out is a loop of :meth:`Session.deliver`
+calls, which never await, so publishing to a channel with ten thousand subscribers costs ten
+thousand queue appends and one encoding of the payload per codec.
+
+Every piece of state lives on the instance: two hubs in one process share nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import orjson
+
+from .brokers.base import Broker, HistoryResult, PublishOptions
+from .brokers.memory import MemoryBroker
+from .channels import Channel, parse_channel
+from .hooks import Hooks, TokenVerifier
+from .protocol.codecs import Codec
+from .protocol.codes import DisconnectCode, ErrorCode, UnsubscribeCode
+from .protocol.errors import Disconnect, ReplyError
+from .protocol.messages import ClientInfo, Publication, RawJSON, StreamPosition, to_raw
+from .session import Session, Subscription, Transport
+from .settings import HubSettings
+
+log = logging.getLogger("fastapi_realtime.hub")
+
+
+@dataclass(slots=True)
+class _ChannelState:
+    sessions: set[Session] = field(default_factory=set)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    broker_subscribed: bool = False
+
+
+class Node:
+    """Channels, presence and history for every connection of one process.
+
+    Use it as an async context manager, or pass :meth:`lifespan` to ``FastAPI(lifespan=...)``.
+    ``broker`` defaults to a fresh :class:`MemoryBroker`; give every worker the same Redis
+    broker to scale out. ``auth`` checks connection and subscription tokens; ``hooks`` holds
+    the in-process hooks (see :mod:`.hooks`).
+    """
+
+    def __init__(
+        self,
+        settings: HubSettings | None = None,
+        *,
+        broker: Broker | None = None,
+        auth: TokenVerifier | None = None,
+    ) -> None:
+        self.settings = settings or HubSettings()
+        self.broker = broker or MemoryBroker()
+        self.auth = auth
+        self.hooks = Hooks()
+        self._channels: dict[str, _ChannelState] = {}
+        self._sessions: dict[str, Session] = {}
+        self._users: dict[str, set[Session]] = {}
+        self._started = False
+        self._closing = False
+        self._no_sessions = asyncio.Event()
+        self._no_sessions.set()
+        self._presence_task: asyncio.Task[None] | None = None
+        self.on_session_closed: list[Callable[[Session], Awaitable[None]]] = []
+        """Callbacks run after a session left every channel (hooks use it)."""
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the broker and the presence refresher. Idempotent."""
+        if self._started:
+            return
+        await self.broker.start(self)
+        self._presence_task = asyncio.create_task(self._refresh_presence_forever(), name="hub-presence")
+        self._started = True
+        self._closing = False
+
+    async def close(self) -> None:
+        """Shut down gracefully: refuse new sessions, close every session with 3001
+        ``shutdown``, wait for them up to ``shutdown_timeout``, then stop the broker."""
+        if not self._started:
+            return
+        self._closing = True
+        for session in list(self._sessions.values()):
+            session.close(DisconnectCode.SHUTDOWN)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._no_sessions.wait(), self.settings.shutdown_timeout)
+        if self._presence_task is not None:
+            self._presence_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._presence_task
+        await self.broker.close()
+        self._started = False
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        """A FastAPI/Starlette lifespan: ``FastAPI(lifespan=hub.lifespan)``."""
+        async with self:
+            yield
+
+    # -- sessions ---------------------------------------------------------------------
+
+    def open_session(
+        self, transport: Transport, codec: Codec, *, user: str = "", conn_info: RawJSON | None = None
+    ) -> Session:
+        """Create a session for a new connection. Raises :class:`Disconnect` when the hub is
+        not running (3001) or already holds ``max_connections`` sessions (3504)."""
+        if not self._started or self._closing:
+            raise Disconnect(DisconnectCode.SHUTDOWN)
+        if len(self._sessions) >= self.settings.max_connections:
+            raise Disconnect(DisconnectCode.CONNECTION_LIMIT)
+        session = Session(transport, codec, self.settings, user=user, conn_info=conn_info)
+        self._sessions[session.id] = session
+        self._users.setdefault(user, set()).add(session)
+        self._no_sessions.clear()
+        return session
+
+    async def serve(self, session: Session, handler: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Run ``session`` until it ends, then remove it from every channel."""
+        try:
+            await session.run(handler)
+        finally:
+            await self._detach(session)
+
+    def set_user(self, session: Session, user: str, conn_info: RawJSON | None = None) -> None:
+        """Record who ``session`` is once it authenticated (before it subscribes)."""
+        self._forget_user(session)
+        session.user, session.conn_info = user, conn_info
+        self._users.setdefault(user, set()).add(session)
+
+    def _forget_user(self, session: Session) -> None:
+        sessions = self._users.get(session.user)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self._users[session.user]
+
+    async def _detach(self, session: Session) -> None:
+        session.close(DisconnectCode.FORCE_DISCONNECT)
+        for channel in list(session.subscriptions):
+            with contextlib.suppress(Exception):
+                await self.unsubscribe(session, channel)
+        self._sessions.pop(session.id, None)
+        self._forget_user(session)
+        for callback in self.on_session_closed:
+            try:
+                await callback(session)
+            except Exception:
+                log.exception("on_session_closed callback failed")
+        if not self._sessions:
+            self._no_sessions.set()
+
+    def sessions_of(self, user: str) -> list[Session]:
+        """The sessions of ``user`` on this hub."""
+        return list(self._users.get(user, ()))
+
+    # -- subscriptions ----------------------------------------------------------------
+
+    def channel(self, name: str) -> Channel:
+        """Validate ``name`` (raises :class:`ReplyError` 107/102) and return what it implies."""
+        return parse_channel(name, self.settings)
+
+    async def subscribe(
+        self,
+        session: Session,
+        name: str,
+        *,
+        join_leave: bool = False,
+        positioned: bool = False,
+        chan_info: RawJSON | None = None,
+    ) -> Channel:
+        """Subscribe ``session`` to channel ``name``.
+
+        Publications are buffered in the session until :meth:`Session.finish_subscribe`, so
+        that the caller can send its subscribe reply first. Raises :class:`ReplyError`
+        105 (already subscribed), 106 (channel limit), 107/102 (bad or unknown channel).
+        """
+        channel = self.channel(name)
+        if name in session.subscriptions:
+            raise ReplyError(ErrorCode.ALREADY_SUBSCRIBED)
+        if len(session.subscriptions) >= self.settings.client_channel_limit:
+            raise ReplyError(ErrorCode.LIMIT_EXCEEDED)
+        session.subscriptions[name] = Subscription(
+            join_leave=join_leave and channel.options.join_leave, positioned=positioned, chan_info=chan_info
+        )
+        state = self._channels.get(name)
+        if state is None:
+            state = self._channels[name] = _ChannelState()
+        state.sessions.add(session)
+        try:
+            if not state.broker_subscribed:
+                async with state.lock:
+                    if not state.broker_subscribed and state.sessions:
+                        await self.broker.subscribe(name)
+                        state.broker_subscribed = True
+            info = session.info(chan_info)
+            if channel.options.presence:
+                await self.broker.add_presence(name, info, self.settings.presence_ttl)
+            if channel.options.join_leave:
+                await self.broker.publish_join(name, info)
+        except BaseException:
+            await self.unsubscribe(session, name, announce=False)
+            raise
+        return channel
+
+    async def unsubscribe(self, session: Session, name: str, *, announce: bool = True) -> None:
+        """Remove ``session`` from channel ``name`` (no-op if it is not subscribed)."""
+        sub = session.subscriptions.pop(name, None)
+        if sub is not None:
+            await self._remove_subscriber(session, name, sub, announce=announce)
+
+    async def _remove_subscriber(self, session: Session, name: str, sub: Subscription, *, announce: bool) -> None:
+        state = self._channels.get(name)
+        if state is None:
+            return
+        state.sessions.discard(session)
+        if not state.sessions:
+            async with state.lock:
+                if not state.sessions and state.broker_subscribed:
+                    state.broker_subscribed = False
+                    await self.broker.unsubscribe(name)
+            if not state.sessions and self._channels.get(name) is state:
+                del self._channels[name]
+        options = parse_channel(name, self.settings).options
+        if options.presence:
+            await self.broker.remove_presence(name, session.id)
+        if announce and options.join_leave:
+            await self.broker.publish_leave(name, session.info(sub.chan_info))
+
+    def channels(self) -> list[str]:
+        """Channels with at least one subscriber on this hub."""
+        return list(self._channels)
+
+    # -- server API -------------------------------------------------------------------
+
+    async def publish(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        info: ClientInfo | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> StreamPosition:
+        """Publish ``data`` (any JSON value; ``bytes`` are taken as JSON text) to ``channel``.
+
+        Safe to call from route handlers, background tasks and any coroutine on the hub's loop.
+        Returns the publication's position (offset 0 and epoch ``""`` without history).
+        """
+        ch = self.channel(channel)
+        pub = Publication(data=to_raw(data), info=info, tags=tags, time=int(time.time() * 1000))
+        opts = ch.options
+        return await self.broker.publish(
+            channel,
+            pub,
+            PublishOptions(opts.history_size, opts.history_ttl, self.settings.history_meta_ttl),
+        )
+
+    async def broadcast(self, data: Any) -> None:
+        """Send ``data`` to every connection of every hub on the broker, subscribed or not
+        (a ``message`` push for protocol clients, the payload itself for raw ones)."""
+        await self._control({"op": "message", "data": orjson.Fragment(to_raw(data))})
+
+    async def history(
+        self, channel: str, *, since: StreamPosition | None = None, limit: int | None = None, reverse: bool = False
+    ) -> HistoryResult:
+        """Publications kept for ``channel`` and its current position.
+
+        ``since`` returns only what came after that position; raises :class:`ReplyError` 112
+        when its epoch is not the stream's, 108 when the namespace keeps no history.
+        """
+        ch = self.channel(channel)
+        if not ch.options.history:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE)
+        result = await self.broker.history(
+            channel, since=since, limit=limit, reverse=reverse, meta_ttl=self.settings.history_meta_ttl
+        )
+        if since is not None and since.epoch and since.epoch != result.position.epoch:
+            raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
+        return result
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo]:
+        """Clients present in ``channel``: client id -> info. 108 if presence is off."""
+        if not self.channel(channel).options.presence:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE)
+        return await self.broker.presence(channel)
+
+    async def presence_stats(self, channel: str) -> tuple[int, int]:
+        """``(clients, distinct users)`` present in ``channel``. 108 if presence is off."""
+        if not self.channel(channel).options.presence:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE)
+        return await self.broker.presence_stats(channel)
+
+    async def unsubscribe_user(self, user: str, channel: str) -> None:
+        """Unsubscribe every connection of ``user``, on every hub, from ``channel``."""
+        self.channel(channel)
+        await self._control({"op": "unsubscribe", "user": user, "channel": channel})
+
+    async def disconnect(
+        self, user: str, code: int = DisconnectCode.FORCE_DISCONNECT, reason: str | None = None
+    ) -> None:
+        """Disconnect every connection of ``user``, on every hub."""
+        await self._control({"op": "disconnect", "user": user, "code": int(code), "reason": reason})
+
+    # -- broker events ----------------------------------------------------------------
+
+    def on_publication(self, channel: str, pub: Publication) -> None:
+        state = self._channels.get(channel)
+        if state is not None:
+            for session in state.sessions:
+                session.deliver(channel, pub)
+
+    def on_join(self, channel: str, info: ClientInfo) -> None:
+        self._deliver_join(channel, info, leave=False)
+
+    def on_leave(self, channel: str, info: ClientInfo) -> None:
+        self._deliver_join(channel, info, leave=True)
+
+    def _deliver_join(self, channel: str, info: ClientInfo, *, leave: bool) -> None:
+        state = self._channels.get(channel)
+        if state is not None:
+            for session in state.sessions:
+                if session.id != info.client:
+                    session.deliver_join(channel, info, leave=leave)
+
+    def on_control(self, data: bytes) -> None:
+        try:
+            msg = orjson.loads(data)
+            op = msg["op"]
+            if op == "message":
+                raw = orjson.dumps(msg["data"])
+                for session in self._sessions.values():
+                    session.enqueue(session.codec.message(raw))
+            elif op == "disconnect":
+                for session in self.sessions_of(msg["user"]):
+                    session.close(msg["code"], msg["reason"])
+            elif op == "unsubscribe":
+                for session in self.sessions_of(msg["user"]):
+                    self.server_unsubscribe(session, msg["channel"])
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignored malformed control message %r", data[:200])
+
+    def server_unsubscribe(
+        self, session: Session, channel: str, code: UnsubscribeCode = UnsubscribeCode.SERVER
+    ) -> None:
+        """Unsubscribe ``session`` from ``channel`` now and tell the client (never awaits)."""
+        sub = session.subscriptions.pop(channel, None)
+        if sub is None or session.closed:
+            return
+        frame = session.codec.unsubscribe(channel, int(code), code.reason)
+        if frame is not None:
+            session.enqueue(frame)
+        session.start_task(self._remove_subscriber(session, channel, sub, announce=True))
+
+    async def _control(self, msg: dict[str, Any]) -> None:
+        await self.broker.publish_control(orjson.dumps(msg))
+
+    # -- presence upkeep --------------------------------------------------------------
+
+    async def _refresh_presence_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.presence_refresh_interval)
+            try:
+                await self.refresh_presence()
+            except Exception:
+                log.exception("presence refresh failed; retrying in %ss", self.settings.presence_refresh_interval)
+
+    async def refresh_presence(self) -> None:
+        """Re-add the presence entries of this hub's sessions so they do not expire."""
+        for name, state in list(self._channels.items()):
+            if not parse_channel(name, self.settings).options.presence:
+                continue
+            for session in list(state.sessions):
+                sub = session.subscriptions.get(name)
+                if sub is not None:
+                    await self.broker.add_presence(name, session.info(sub.chan_info), self.settings.presence_ttl)
+
+    # -- introspection ----------------------------------------------------------------
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counts for leak checks and metrics."""
+        return {
+            "sessions": len(self._sessions),
+            "users": len(self._users),
+            "channels": len(self._channels),
+            "subscriptions": sum(len(s.sessions) for s in self._channels.values()),
+        }

@@ -1,0 +1,86 @@
+"""Encoding replies and pushes as JSON frames (protocol v2). Pure: no I/O.
+
+Raw payloads are embedded with :class:`orjson.Fragment`, never parsed. Zero-valued fields
+are left out, as the reference server does. Every function returns one message as ``str``;
+the session joins queued messages with ``\\n`` into one frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from .errors import ReplyError
+from .messages import ClientInfo, Publication, StreamPosition
+
+PING = "{}"
+"""The server ping: an empty reply. The client answers with the empty command ``{}``."""
+
+JSON_CODEC = "json"
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def client_info_dict(info: ClientInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {"user": info.user, "client": info.client}
+    if info.conn_info is not None:
+        out["conn_info"] = orjson.Fragment(info.conn_info)
+    if info.chan_info is not None:
+        out["chan_info"] = orjson.Fragment(info.chan_info)
+    return out
+
+
+def publication_dict(pub: Publication) -> dict[str, Any]:
+    out: dict[str, Any] = {"data": orjson.Fragment(pub.data)}
+    if pub.info is not None:
+        out["info"] = client_info_dict(pub.info)
+    if pub.offset:
+        out["offset"] = pub.offset
+    if pub.tags:
+        out["tags"] = dict(pub.tags)
+    if pub.time:
+        out["time"] = pub.time
+    return out
+
+
+def position_dict(pos: StreamPosition) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if pos.offset:
+        out["offset"] = pos.offset
+    if pos.epoch:
+        out["epoch"] = pos.epoch
+    return out
+
+
+def reply(cmd_id: int, method: str, result: Mapping[str, Any]) -> str:
+    """A successful reply: ``{"id":N,"<method>":{...}}``."""
+    return _dumps({"id": cmd_id, method: result})
+
+
+def error_reply(cmd_id: int, error: ReplyError) -> str:
+    """An error reply: ``{"id":N,"error":{"code":...,"message":...}}``."""
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.temporary:
+        body["temporary"] = True
+    return _dumps({"id": cmd_id, "error": body})
+
+
+def push(channel: str, kind: str, body: Mapping[str, Any]) -> str:
+    """A push: ``{"push":{"channel":...,"<kind>":{...}}}`` (channel left out when empty)."""
+    inner: dict[str, Any] = {"channel": channel} if channel else {}
+    inner[kind] = body
+    return _dumps({"push": inner})
+
+
+def pub_push_frame(channel: str, pub: Publication) -> str:
+    """The ``pub`` push for ``pub`` in ``channel``, built once and cached on the publication."""
+    key = (JSON_CODEC, channel)
+    frame = pub.encoded.get(key)
+    if frame is None:
+        frame = pub.encoded[key] = push(channel, "pub", publication_dict(pub))
+    assert isinstance(frame, str)
+    return frame

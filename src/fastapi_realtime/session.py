@@ -1,0 +1,373 @@
+"""One connected client: a bounded outbound queue, one writer task, its subscriptions.
+
+The hub hands a session publications with :meth:`Session.deliver`, which never awaits: the
+frame is appended to the session's queue and the session's own writer task sends it. So a
+broadcast costs one append per subscriber, and a slow or dead client only fills its own
+queue; when the queue passes ``client_queue_max_bytes`` the session is closed with 3008
+``slow`` and its queue is dropped at once.
+
+A session knows nothing of WebSockets: it drives a :class:`Transport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .protocol.codecs import Codec
+from .protocol.codes import DisconnectCode
+from .protocol.messages import ClientInfo, Publication, RawJSON
+from .settings import HubSettings
+
+log = logging.getLogger("fastapi_realtime.session")
+
+Frame = str | bytes
+
+
+class TransportClosed(Exception):
+    """The peer went away; ``code`` is the close code it sent (1006 when there was none)."""
+
+    def __init__(self, code: int = 1006) -> None:
+        self.code = code
+        super().__init__(code)
+
+
+class Transport(Protocol):
+    """What a session needs from a connection. WebSocket and SSE adapters implement it."""
+
+    async def receive(self) -> Frame:
+        """The next frame from the peer; raises :class:`TransportClosed` when it is gone."""
+        ...
+
+    async def send(self, frame: Frame) -> None:
+        """Write one frame."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the connection with ``code`` and ``reason``."""
+        ...
+
+
+class SessionClosed(Exception):
+    """Raised by :meth:`Session.receive` once the session is closed."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"{code}: {reason}")
+
+
+@dataclass(slots=True)
+class Subscription:
+    """A session's state in one channel.
+
+    While ``buffer`` is a list the subscribe reply has not been sent yet: publications are
+    held there, so the reply always goes first.
+    """
+
+    join_leave: bool = False
+    positioned: bool = False
+    offset: int = 0
+    epoch: str = ""
+    chan_info: RawJSON | None = None
+    buffer: list[Publication] | None = field(default_factory=list)
+
+
+def new_client_id() -> str:
+    return secrets.token_hex(12)
+
+
+class Session:
+    """A client connection as the hub sees it. Create with :meth:`Hub.open_session`."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        codec: Codec,
+        settings: HubSettings,
+        *,
+        user: str = "",
+        conn_info: RawJSON | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        self.transport = transport
+        self.codec = codec
+        self.settings = settings
+        self.id = client_id or new_client_id()
+        self.user = user
+        self.conn_info = conn_info
+        self.subscriptions: dict[str, Subscription] = {}
+        self.on_insufficient_state: Callable[[str], None] | None = None
+        self._queue: deque[Frame] = deque()
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._incoming: asyncio.Queue[Frame] = asyncio.Queue(maxsize=1)
+        self._closed = asyncio.Event()
+        self.close_code = 0
+        self.close_reason = ""
+        self._pong_due: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._flushed = asyncio.Event()
+        self._close_requested = False
+        self.any_frame_is_pong = False
+        """Count every incoming frame as a pong (for codecs whose peers cannot answer pings)."""
+
+    # -- identity ---------------------------------------------------------------------
+
+    def info(self, chan_info: RawJSON | None = None) -> ClientInfo:
+        return ClientInfo(user=self.user, client=self.id, conn_info=self.conn_info, chan_info=chan_info)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
+
+    # -- outbound ---------------------------------------------------------------------
+
+    def enqueue(self, frame: Frame) -> bool:
+        """Queue ``frame`` for the writer. Never blocks. Returns False if the session closed."""
+        if self._closed.is_set():
+            return False
+        size = len(frame)
+        if self._queued_bytes + size > self.settings.client_queue_max_bytes:
+            self.close(DisconnectCode.SLOW)
+            return False
+        self._queue.append(frame)
+        self._queued_bytes += size
+        self._flushed.clear()
+        self._wakeup.set()
+        return True
+
+    def deliver(self, channel: str, pub: Publication) -> None:
+        """Hand the session a publication of ``channel`` (called by the hub's fan-out)."""
+        sub = self.subscriptions.get(channel)
+        if sub is None:
+            return
+        if sub.buffer is not None:
+            sub.buffer.append(pub)
+            return
+        if sub.positioned and pub.offset:
+            if pub.offset != sub.offset + 1:
+                self._insufficient_state(channel)
+                return
+            sub.offset = pub.offset
+        self.enqueue(self.codec.publication(channel, pub))
+
+    def deliver_join(self, channel: str, info: ClientInfo, *, leave: bool = False) -> None:
+        sub = self.subscriptions.get(channel)
+        if sub is None or not sub.join_leave:
+            return
+        frame = self.codec.leave(channel, info) if leave else self.codec.join(channel, info)
+        if frame is not None:
+            self.enqueue(frame)
+
+    def finish_subscribe(self, channel: str, after_offset: int = 0) -> None:
+        """End buffering for ``channel``: queue what arrived during subscribe, in order.
+
+        Publications with an offset at or below ``after_offset`` were already sent in the
+        subscribe reply (as recovered publications) and are skipped.
+        """
+        sub = self.subscriptions.get(channel)
+        if sub is None or sub.buffer is None:
+            return
+        buffered, sub.buffer = sub.buffer, None
+        for pub in buffered:
+            if pub.offset and pub.offset <= after_offset:
+                continue
+            self.deliver(channel, pub)
+
+    def _insufficient_state(self, channel: str) -> None:
+        if self.on_insufficient_state is not None:
+            self.on_insufficient_state(channel)
+        else:
+            self.close(DisconnectCode.INSUFFICIENT_STATE)
+
+    async def _write_loop(self) -> None:
+        batching = self.codec.batching
+        max_batch = self.settings.client_max_batch_bytes
+        queue = self._queue
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                await self._send_queued(queue, batching, max_batch)
+            except Exception as exc:  # the transport broke: nothing more can be written
+                log.debug("write to session %s failed: %r", self.id, exc)
+                self._mark_closed(DisconnectCode.WRITE_ERROR, DisconnectCode.WRITE_ERROR.reason)
+                return
+            self._flushed.set()
+
+    async def _send_queued(self, queue: deque[Frame], batching: bool, max_batch: int) -> None:
+        while queue:
+            first = queue.popleft()
+            self._queued_bytes -= len(first)
+            if batching and queue and isinstance(first, str):
+                parts = [first]
+                size = len(first)
+                while queue and isinstance(queue[0], str) and size + len(queue[0]) < max_batch:
+                    nxt = queue.popleft()
+                    assert isinstance(nxt, str)
+                    self._queued_bytes -= len(nxt)
+                    size += len(nxt) + 1
+                    parts.append(nxt)
+                first = "\n".join(parts)
+            await self.transport.send(first)
+
+    # -- inbound ----------------------------------------------------------------------
+
+    async def receive(self) -> Frame:
+        """The next frame from the client. Raises :class:`SessionClosed` once closed."""
+        if self._incoming.empty() and not self._closed.is_set():
+            getter = asyncio.ensure_future(self._incoming.get())
+            closer = asyncio.ensure_future(self._closed.wait())
+            try:
+                await asyncio.wait((getter, closer), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closer.cancel()
+                if not getter.done():
+                    getter.cancel()
+            if getter.done() and not getter.cancelled():
+                return getter.result()
+        if not self._incoming.empty():
+            return self._incoming.get_nowait()
+        raise SessionClosed(self.close_code, self.close_reason)
+
+    async def _read_loop(self) -> None:
+        limit = self.settings.client_max_frame_bytes
+        while True:
+            try:
+                frame = await self.transport.receive()
+            except TransportClosed as exc:
+                self._mark_closed(exc.code, "connection closed")
+                return
+            size = len(frame)
+            if isinstance(frame, str) and size * 4 > limit:
+                size = len(frame.encode())
+            if size > limit:
+                self.close(DisconnectCode.MESSAGE_TOO_BIG)
+                return
+            if self.any_frame_is_pong:
+                self.pong()
+            await self._incoming.put(frame)
+
+    # -- liveness ---------------------------------------------------------------------
+
+    def pong(self) -> bool:
+        """Record a pong. Returns False if no ping was waiting for one."""
+        if self._pong_due is None:
+            return False
+        self._pong_due.cancel()
+        self._pong_due = None
+        return True
+
+    def start_pinging(self) -> None:
+        """Send the codec's ping every ``ping_interval``; close with 3012 when a pong is late."""
+        if self.codec.ping is not None and self.settings.ping_interval > 0:
+            self.start_task(self._ping_loop(self.settings.ping_interval, self.codec.ping))
+
+    async def _ping_loop(self, interval: float, ping: Frame) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            if self._pong_due is None:
+                self._pong_due = loop.call_later(self.settings.pong_timeout, self.close, DisconnectCode.NO_PONG)
+            self.enqueue(ping)
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    def start_task(self, coro: Coroutine[Any, Any, Any], *, name: str | None = None) -> asyncio.Task[Any]:
+        """Run ``coro`` for as long as the session lives; it is cancelled when the session ends.
+
+        If the task fails, the session is closed with 3004 and the error is logged.
+        """
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("task of session %s failed", self.id, exc_info=exc)
+            self.close(DisconnectCode.INTERNAL)
+
+    def _mark_closed(self, code: int, reason: str) -> None:
+        if not self._closed.is_set():
+            self.close_code, self.close_reason = code, reason
+            self._closed.set()
+            if self._pong_due is not None:
+                self._pong_due.cancel()
+                self._pong_due = None
+
+    def close(self, code: int = DisconnectCode.FORCE_DISCONNECT, reason: str | None = None) -> None:
+        """Ask the session to end with ``code``. Never blocks; idempotent.
+
+        Frames already queued are still sent (within ``shutdown_timeout``), except when the
+        code is 3008 ``slow``, where the queue is dropped at once.
+        """
+        if self._closed.is_set():
+            return
+        if code == DisconnectCode.SLOW:
+            self._queue.clear()
+            self._queued_bytes = 0
+        if reason is None:
+            reason = DisconnectCode(code).reason if code in DisconnectCode._value2member_map_ else "disconnect"
+        self._close_requested = True
+        self._mark_closed(code, reason)
+
+    async def run(self, handler: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Serve the connection until it ends; ``handler`` consumes :meth:`receive`.
+
+        Returns once every task of the session has finished and the transport is closed.
+        """
+        writer = asyncio.create_task(self._write_loop(), name=f"session-{self.id}-writer")
+        self.start_task(self._read_loop(), name=f"session-{self.id}-reader")
+        if handler is not None:
+            self.start_task(self._run_handler(handler), name=f"session-{self.id}-handler")
+        try:
+            await self._closed.wait()
+        finally:
+            await self._shutdown(writer)
+
+    async def _run_handler(self, handler: Callable[[], Awaitable[None]]) -> None:
+        with contextlib.suppress(SessionClosed):
+            await handler()
+
+    async def _shutdown(self, writer: asyncio.Task[None]) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._close_requested and self._queue and not writer.done():
+            # Flush what was queued before the close (e.g. a disconnect reason), bounded in time.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._drain(), self.settings.shutdown_timeout)
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer
+        self._queue.clear()
+        self._queued_bytes = 0
+        if self._close_requested:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self.transport.close(self.close_code, self.close_reason), self.settings.shutdown_timeout
+                )
+
+    async def _drain(self) -> None:
+        while self._queue:
+            self._wakeup.set()
+            await self._flushed.wait()

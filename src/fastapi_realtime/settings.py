@@ -1,0 +1,114 @@
+"""One typed settings object for a hub, and the options of a channel namespace.
+
+Each limit states its unit, its default and what a client gets when it hits the limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelOptions:
+    """What channels of one namespace keep and allow.
+
+    A channel ``chat:lobby`` is in namespace ``chat``; a channel without a colon is in the
+    default namespace ``""``. A channel whose namespace is not configured is refused with
+    error 102 ``unknown channel``.
+    """
+
+    history_size: int = 0
+    """Publications kept per channel (0: no history, no offsets, no recovery)."""
+    history_ttl: float = 300.0
+    """Seconds a channel's history is kept after its last publication."""
+    presence: bool = False
+    """Track who is subscribed (``Hub.presence``, the ``presence`` command)."""
+    join_leave: bool = False
+    """Emit join/leave events to subscribers that ask for them (``join_leave`` in subscribe)."""
+    allow_subscribe: bool = True
+    """Clients may subscribe without a subscription token (``$private`` channels always need one)."""
+    allow_publish: bool = False
+    """Clients may publish (the server may always publish). Refused with 103 otherwise."""
+    allow_history: bool = True
+    """Subscribers may read history (when ``history_size > 0``); others get 103."""
+    allow_presence: bool = True
+    """Subscribers may read presence (when ``presence``); others get 103."""
+    allow_recovery: bool = True
+    """Subscribers may recover missed publications after a reconnect (needs history)."""
+
+    def __post_init__(self) -> None:
+        if self.history_size < 0 or self.history_ttl <= 0:
+            raise ValueError("history_size must be >= 0 and history_ttl > 0")
+
+    @property
+    def history(self) -> bool:
+        return self.history_size > 0
+
+
+@dataclass(frozen=True, slots=True)
+class HubSettings:
+    """Everything a hub can be told. Every field has a safe default."""
+
+    namespaces: Mapping[str, ChannelOptions] = field(default_factory=lambda: {"": ChannelOptions()})
+    """Namespace name -> options. ``""`` is the default namespace (channels without a colon)."""
+    channel_max_length: int = 255
+    """Longest channel name, in characters. Longer: error 107 bad request."""
+
+    client_queue_max_bytes: int = 1024 * 1024
+    """Bytes waiting to be written to one client. Over it: disconnect 3008 ``slow``."""
+    client_max_frame_bytes: int = 64 * 1024
+    """Largest incoming frame, in bytes. Over it: close 1009 ``message too big``."""
+    client_max_batch_bytes: int = 64 * 1024
+    """Largest outgoing frame the writer builds when it batches queued messages, in bytes."""
+    client_channel_limit: int = 128
+    """Channels one client may be subscribed to. Over it: error 106 ``limit exceeded``."""
+    client_command_rate: float = 100.0
+    """Commands per second one client may send, sustained (a token bucket)."""
+    client_command_burst: int = 200
+    """Commands one client may send at once. Over the bucket: error 111 ``too many requests``;
+    after ``client_command_burst`` refusals in a row: disconnect 3013."""
+    max_connections: int = 20_000
+    """Connections one hub accepts at once. Over it: close 3504 ``connection limit``."""
+
+    ping_interval: float = 25.0
+    """Seconds between server pings (0 disables them)."""
+    pong_timeout: float = 8.0
+    """Seconds a client has to answer a ping. Late: disconnect 3012 ``no pong``."""
+
+    allow_anonymous: bool = False
+    """Accept a connect without a token (user ``""``). Refused otherwise with error 101."""
+    expired_close_delay: float = 25.0
+    """Seconds past a token's expiry before the connection is closed with 3005 (or the
+    subscription ended with 2501) when the client has not refreshed it."""
+
+    history_meta_ttl: float = 30 * 24 * 3600.0
+    """Seconds a channel's offset and epoch outlive its last publication; then a new epoch starts."""
+    recovery_max_publications: int = 300
+    """Most publications a resubscribe recovers; a larger gap is not recovered."""
+    presence_ttl: float = 60.0
+    """Seconds a presence entry lives unless refreshed (covers crashed nodes)."""
+    presence_refresh_interval: float = 25.0
+    """Seconds between refreshes of this hub's presence entries."""
+    shutdown_timeout: float = 5.0
+    """Seconds ``Hub.close`` waits for clients to be told and closed."""
+
+    def __post_init__(self) -> None:
+        positive = {
+            "channel_max_length": self.channel_max_length,
+            "client_queue_max_bytes": self.client_queue_max_bytes,
+            "client_max_frame_bytes": self.client_max_frame_bytes,
+            "client_max_batch_bytes": self.client_max_batch_bytes,
+            "client_channel_limit": self.client_channel_limit,
+            "client_command_rate": self.client_command_rate,
+            "client_command_burst": self.client_command_burst,
+            "max_connections": self.max_connections,
+            "pong_timeout": self.pong_timeout,
+            "presence_ttl": self.presence_ttl,
+            "presence_refresh_interval": self.presence_refresh_interval,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.ping_interval < 0:
+            raise ValueError("ping_interval must be >= 0")

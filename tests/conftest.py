@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fastapi_realtime import ChannelOptions, Hub, HubSettings  # noqa: E402
+from fastapi_realtime import ChannelOptions, Hub, HubSettings
 
 NAMESPACES = {
     "": ChannelOptions(),
@@ -26,9 +25,3 @@ async def hub() -> AsyncIterator[Hub]:
     async with Hub(HubSettings(allow_anonymous=True, namespaces=NAMESPACES)) as h:
         yield h
 
-
-async def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    """Wait until ``predicate()`` is true, yielding to the loop between checks."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)

@@ -103,6 +103,10 @@ class Node:
         await self.broker.close()
         self._started = False
 
+    async def wait_idle(self) -> None:
+        """Wait until no session is open (every one closed and detached)."""
+        await self._no_sessions.wait()
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self

@@ -49,7 +49,7 @@ async def running_server(app: Any, **config: Any) -> AsyncIterator[RunningServer
     options: dict[str, Any] = {"log_level": "warning", "lifespan": "on", "ws_ping_interval": None}
     options.update(config)
     server = uvicorn.Server(uvicorn.Config(app, **options))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # tests own the signals
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         yield RunningServer("127.0.0.1", port, server)

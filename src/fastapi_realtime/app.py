@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -22,8 +23,10 @@ from .connection import Connection
 from .hooks import OnConnect, OnMessage, OnPublish, OnRefresh, OnRPC, OnSubscribe
 from .hub import Node
 from .protocol.codecs import CentrifugeCodec, RawCodec
-from .protocol.errors import Disconnect
+from .protocol.codes import DisconnectCode
+from .protocol.errors import Disconnect, ReplyError
 from .protocol.messages import to_raw
+from .session import Session
 from .transports.websocket import WebSocketTransport
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,6 +34,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 JSON_SUBPROTOCOL = "centrifuge-json"
 PROTOBUF_SUBPROTOCOL = "centrifuge-protobuf"
 NORMAL_CLOSURE = 1000
+POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
 
 
@@ -115,6 +119,7 @@ class Hub(Node):
         info: Any = None,
         subprotocol: str | None = None,
         ping: str | None = None,
+        expire_at: int = 0,
     ) -> AsyncIterator[Connection]:
         """Accept ``websocket`` and manage it for the duration of the ``async with`` block.
 
@@ -123,6 +128,9 @@ class Hub(Node):
         ``ping``: a text the server sends every ``ping_interval`` seconds, expecting any
         message back within ``pong_timeout`` (else close 3012); by default liveness is left to
         the WebSocket-level pings of the server (uvicorn's ``ws_ping_interval``).
+        ``expire_at``: a Unix time (e.g. ``Credentials.expire_at`` of the token) after which
+        the connection is closed with 3005 ``expired``. A :class:`ReplyError` escaping the
+        block (a refused ``join``) closes the connection with 1008 and the error's message.
         """
         await websocket.accept(subprotocol)
         try:
@@ -137,14 +145,23 @@ class Hub(Node):
         if ping is not None:
             session.any_frame_is_pong = True
             session.start_pinging()
+        if expire_at:
+            session.start_task(_close_at(session, expire_at))
         runner = asyncio.create_task(self.serve(session), name=f"session-{session.id}")
         try:
             yield Connection(self, session, websocket)
         except WebSocketDisconnect:
             pass
+        except ReplyError as exc:
+            session.close(POLICY_VIOLATION, exc.message[:120])
         except Exception:
             session.close(INTERNAL_ERROR, "internal error")
             raise
         finally:
             session.close(NORMAL_CLOSURE, "")
             await runner
+
+
+async def _close_at(session: Session, expire_at: int) -> None:
+    await asyncio.sleep(max(0.0, expire_at - time.time()))
+    session.close(DisconnectCode.EXPIRED)

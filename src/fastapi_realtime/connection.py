@@ -21,6 +21,8 @@ import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .hub import Node
+from .protocol.codes import ErrorCode
+from .protocol.errors import ReplyError
 from .session import Frame, Session, SessionClosed
 
 UNSUPPORTED_DATA = 1003
@@ -127,8 +129,15 @@ class Connection:
     async def join(self, room: str) -> None:
         """Join ``room``: from now on every publication to it reaches this connection.
 
-        Raises :class:`~.protocol.errors.ReplyError` for an invalid or unknown room name.
+        Raises :class:`~.protocol.errors.ReplyError`: 107/102 for an invalid or unknown room
+        name, 103 for a ``$private`` room or a ``#user`` room of other users (hand-written
+        endpoints decide those themselves: use ``hub.subscribe`` after your own check).
+        If the ``async with hub.connection()`` block lets it propagate, the connection is
+        closed with 1008.
         """
+        channel = self.hub.channel(room)
+        if channel.private or not channel.allows_user(self.user):
+            raise ReplyError(ErrorCode.PERMISSION_DENIED)
         await self.hub.subscribe(self.session, room)
         self.session.finish_subscribe(room)
 

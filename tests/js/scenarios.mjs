@@ -485,7 +485,8 @@ const SCENARIOS = {
 
   /** params: token, channel, subscribe (default true), sub_options, publish (list of data
    *  published by this client first), queries (list of {limit, since, reverse}; "$epoch" in
-   *  them is replaced by the epoch of the first query's result, or the subscribed ctx). */
+   *  them is replaced by the stream's epoch: from the subscribed ctx, else from a history
+   *  call with limit 0). Each result is {query, publications, epoch, offset} or {query, error}. */
   async history() {
     const c = makeClient('c', { token: P.token });
     const doSubscribe = P.subscribe !== false;
@@ -499,15 +500,21 @@ const SCENARIOS = {
       if (!r.ok) fail(`publish of ${JSON.stringify(data)} failed: ${JSON.stringify(r.error)}`);
       published.push(data);
     }
+    const queries = P.queries || [{ limit: 10 }];
     let epoch = subCtx?.streamPosition?.epoch || '';
+    if (!epoch && JSON.stringify(queries).includes('"$epoch"')) {
+      // The stream's epoch, for the queries that use it: a history call without publications.
+      const r = await settle(s ? s.sub.history({ limit: 0 }) : c.history(P.channel, { limit: 0 }), 'history reply');
+      if (!r.ok) fail(`history (limit 0) for the epoch failed: ${JSON.stringify(r.error)}`);
+      epoch = r.value.epoch;
+    }
     const results = [];
-    for (const q of P.queries || [{ limit: 10 }]) {
+    for (const q of queries) {
       const opts = replaceEpoch(q, epoch);
       const call = s ? s.sub.history(opts) : c.history(P.channel, opts);
       const r = await settle(call, 'history reply');
       if (r.ok) {
         const h = plain(r.value);
-        if (!epoch) epoch = h.epoch;
         results.push({ query: opts, publications: h.publications.map(pubInfo), epoch: h.epoch, offset: h.offset });
       } else {
         results.push({ query: opts, error: r.error });

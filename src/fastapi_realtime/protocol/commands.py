@@ -285,7 +285,7 @@ def decode_command(obj: Any) -> Command:
         return Command(id=cmd_id, method=method, error=ReplyError(ErrorCode.BAD_REQUEST, f"{method} must be an object"))
     try:
         request = PARSERS[method](body)
-    except _FieldError as exc:
+    except (_FieldError, orjson.JSONEncodeError) as exc:  # data nested past orjson.dumps' 254 levels
         return Command(id=cmd_id, method=method, error=ReplyError(ErrorCode.BAD_REQUEST, str(exc)))
     return Command(id=cmd_id, method=method, request=request)
 

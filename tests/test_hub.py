@@ -298,7 +298,7 @@ async def test_a_failing_connection_task_closes_the_session_with_internal_error(
 
 
 async def test_a_dead_client_is_dropped_after_the_pong_timeout() -> None:
-    settings = HubSettings(ping_interval=0.05, pong_timeout=0.05)
+    settings = HubSettings(ping_interval=0.05, pong_timeout=0.04)
     async with Hub(settings) as hub, open_session(hub) as (session, transport):
         session.start_pinging()
         await asyncio.wait_for(transport.closed.wait(), 5)

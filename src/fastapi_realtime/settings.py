@@ -112,3 +112,5 @@ class HubSettings:
                 raise ValueError(f"{name} must be > 0")
         if self.ping_interval < 0:
             raise ValueError("ping_interval must be >= 0")
+        if self.ping_interval and self.pong_timeout >= self.ping_interval:
+            raise ValueError("pong_timeout must be shorter than ping_interval")

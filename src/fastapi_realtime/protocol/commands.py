@@ -4,8 +4,9 @@ A frame holds one or more commands separated by ``\\n``. :func:`decode_frame` tu
 list of :class:`Command` in the order the client sent them. Two kinds of bad input:
 
 - a frame that cannot be read as commands at all (invalid JSON, a line that is not an object,
-  a missing or invalid ``id``, an empty method body) raises :class:`~.errors.Disconnect` with
-  ``3501 bad request``: the SDKs never send such frames, so the peer is broken or hostile;
+  an invalid ``id``, a missing ``id`` on anything but ``send``, an ``id`` with no method)
+  raises :class:`~.errors.Disconnect` with ``3501 bad request``: the SDKs never send such
+  frames, so the peer is broken or hostile;
 - a command whose method is unknown or whose fields have the wrong type is returned with
   ``error`` set, so the caller answers it with an error reply and goes on.
 """
@@ -62,7 +63,9 @@ def _raw(body: Mapping[str, Any], key: str) -> RawJSON | None:
 
 
 def _obj(body: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = body.get(key) or {}
+    value = body.get(key)
+    if value is None:
+        return {}
     if not isinstance(value, dict):
         raise _FieldError(f"{key} must be an object")
     return value

@@ -127,6 +127,8 @@ async def test_history_since_limit_and_reverse(env: BrokerEnv) -> None:
     assert [p.offset for p in limited.publications] == [1, 2]
     newest = await env.broker.history("a", since=None, limit=2, reverse=True, meta_ttl=3600)
     assert [p.offset for p in newest.publications] == [5, 4]
+    before = await env.broker.history("a", since=StreamPosition(4, top.epoch), limit=2, reverse=True, meta_ttl=3600)
+    assert [p.offset for p in before.publications] == [3, 2]  # reverse paging goes backwards from since
     only_position = await env.broker.history("a", since=None, limit=0, reverse=False, meta_ttl=3600)
     assert only_position.publications == [] and only_position.position == top
 

@@ -108,7 +108,12 @@ class MemoryBroker(Broker):
         position = StreamPosition(stream.top, stream.epoch)
         if limit == 0:
             return HistoryResult([], position)
-        pubs = [p for p in stream.pubs if since is None or p.offset > since.offset]
+        if since is None:
+            pubs = list(stream.pubs)
+        elif reverse:
+            pubs = [p for p in stream.pubs if p.offset < since.offset]
+        else:
+            pubs = [p for p in stream.pubs if p.offset > since.offset]
         if reverse:
             pubs.reverse()
         if limit is not None:

@@ -114,7 +114,7 @@ class DisconnectCode(IntEnum):
     @property
     def reason(self) -> str:
         """Short reason for the close frame (always under the 123-byte limit)."""
-        special = {DisconnectCode.INTERNAL: "internal server error"}
+        special = {DisconnectCode.INTERNAL: "internal server error", DisconnectCode.EXPIRED: "connection expired"}
         return special.get(self, self.name.lower().replace("_", " "))
 
     @property

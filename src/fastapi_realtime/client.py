@@ -83,7 +83,9 @@ class ClientHandler:
         self.credentials: Credentials | None = None
         self._bucket = TokenBucket(self.settings.client_command_rate, self.settings.client_command_burst)
         self._refused_in_a_row = 0
-        self._expiry: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        """Closes a stale connection before connect, expires or refreshes it after."""
+        self._server_refresh = False
         self._sub_expiry: dict[str, asyncio.TimerHandle] = {}
         session.on_insufficient_state = self._insufficient_state
 
@@ -91,6 +93,9 @@ class ClientHandler:
 
     async def serve(self) -> None:
         """Handle frames until the session closes."""
+        self._deadline = asyncio.get_running_loop().call_later(
+            self.settings.client_stale_close_delay, self._close_if_stale
+        )
         try:
             while not self.session.closed:
                 frame = await self.session.receive()
@@ -106,9 +111,13 @@ class ClientHandler:
         finally:
             self._cancel_timers()
 
+    def _close_if_stale(self) -> None:
+        if not self.connected:
+            self.session.close(DisconnectCode.STALE)
+
     def _cancel_timers(self) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
         for timer in self._sub_expiry.values():
             timer.cancel()
         self._sub_expiry.clear()
@@ -204,6 +213,9 @@ class ClientHandler:
         self.credentials = credentials
         self.hub.set_user(self.session, credentials.user, _raw_or_none(credentials.info))
         self.connected = True
+        # A connection made with a token refreshes itself with new tokens; one made without
+        # is refreshed by the server through on_refresh, if the app registered it.
+        self._server_refresh = not req.token and self.hooks.on_refresh is not None
         result: Result = {"client": self.session.id, "version": SERVER_VERSION}
         self._apply_expiry(result, credentials.expire_at)
         if self.settings.ping_interval > 0:
@@ -214,9 +226,9 @@ class ClientHandler:
         subs: dict[str, Result] = {}
         positions: dict[str, int] = {}
         for channel in dict.fromkeys(credentials.channels):
-            recover = req.subs.get(channel) or SubscribeRequest(channel=channel)
             try:
-                subs[channel], positions[channel] = await self._join_channel(recover, grant=SubscriptionGrant())
+                request = self._server_side_request(channel, req.subs.get(channel))
+                subs[channel], positions[channel] = await self._join_channel(request, grant=SubscriptionGrant())
             except ReplyError as exc:
                 log.warning("server-side subscription of %s to %s refused: %s", self.session.id, channel, exc)
         if subs:
@@ -224,7 +236,35 @@ class ClientHandler:
         self.session.enqueue(encode.reply(cmd_id, "connect", result))
         for channel, after in positions.items():
             self.session.finish_subscribe(channel, after)
+        self.session.on_server_subscribe = self._server_subscribe
         self.session.start_pinging()
+
+    def _server_side_request(self, channel: str, client: SubscribeRequest | None) -> SubscribeRequest:
+        """A subscribe request for a server-side subscription: positioned and recoverable when
+        the namespace keeps history, recovering from what the client sent in ``connect.subs``."""
+        options = self.hub.channel(channel).options
+        recoverable = options.history and options.allow_recovery
+        return SubscribeRequest(
+            channel=channel,
+            recover=bool(client and client.recover and recoverable),
+            epoch=client.epoch if client else "",
+            offset=client.offset if client else 0,
+            positioned=options.history,
+            recoverable=recoverable,
+        )
+
+    def _server_subscribe(self, channel: str) -> None:
+        self.session.start_task(self._push_subscribe(channel), name=f"server-subscribe-{channel}")
+
+    async def _push_subscribe(self, channel: str) -> None:
+        try:
+            request = self._server_side_request(channel, None)
+            result, after = await self._join_channel(request, grant=SubscriptionGrant())
+        except ReplyError as exc:
+            log.warning("server-side subscription of %s to %s refused: %s", self.session.id, channel, exc)
+            return
+        self.session.enqueue(encode.push(channel, "subscribe", result))
+        self.session.finish_subscribe(channel, after)
 
     def _verify_connection(self, token: str) -> Credentials:
         if self.verifier is None:
@@ -232,17 +272,46 @@ class ClientHandler:
         return self.verifier.connection(token)
 
     def _apply_expiry(self, result: Result, expire_at: int) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
+        """Arm the expiry of the connection at ``expire_at`` (0: never).
+
+        Client-side refresh: the reply tells the client ``expires``/``ttl`` and the connection
+        is closed with 3005 ``expired_close_delay`` after expiry unless it sent a new token.
+        Server-side refresh: at expiry the server asks ``on_refresh`` for new credentials.
+        """
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         if not expire_at:
             return
         ttl = expire_at - int(time.time())
         if ttl <= 0:
             raise ReplyError(ErrorCode.TOKEN_EXPIRED)
+        loop = asyncio.get_running_loop()
+        if self._server_refresh:
+            self._deadline = loop.call_later(ttl, self._refresh_by_server)
+            return
         result["expires"], result["ttl"] = True, ttl
         delay = ttl + self.settings.expired_close_delay
-        self._expiry = asyncio.get_running_loop().call_later(delay, self.session.close, DisconnectCode.EXPIRED)
+        self._deadline = loop.call_later(delay, self.session.close, DisconnectCode.EXPIRED)
+
+    def _refresh_by_server(self) -> None:
+        self._deadline = None
+        self.session.start_task(self._server_side_refresh(), name="server-refresh")
+
+    async def _server_side_refresh(self) -> None:
+        assert self.hooks.on_refresh is not None
+        ctx = RefreshContext(client=self.session.id, user=self.session.user, credentials=None)
+        try:
+            credentials = await self.hooks.on_refresh(ctx)
+            if credentials is None or credentials.user != self.session.user:
+                raise ReplyError(ErrorCode.EXPIRED)
+            self._apply_expiry({}, credentials.expire_at)
+        except ReplyError:
+            self.session.close(DisconnectCode.EXPIRED)
+        except Disconnect as exc:
+            self.session.close(exc.code, exc.reason)
+        else:
+            self.credentials = credentials
 
     async def _refresh(self, req: RefreshRequest) -> Result:
         if not req.token and self.hooks.on_refresh is None:

@@ -100,7 +100,14 @@ class RPCContext:
 
 @dataclass(frozen=True, slots=True)
 class RefreshContext:
-    """What ``on_refresh`` sees when a client refreshes its connection."""
+    """What ``on_refresh`` sees.
+
+    Two cases: a client sent ``refresh`` (``credentials`` is what its new token said, or
+    ``None`` without a token), or a connection made without a token reached its
+    ``expire_at`` and the server asks for new credentials (``credentials`` is ``None``).
+    Return credentials with a later ``expire_at`` to extend the connection; return ``None``
+    or raise to let it expire (close 3005).
+    """
 
     client: str
     user: str

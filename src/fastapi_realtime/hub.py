@@ -317,6 +317,25 @@ class Node:
         self.channel(channel)
         await self._control({"op": "unsubscribe", "user": user, "channel": channel})
 
+    async def subscribe_user(self, user: str, channel: str) -> None:
+        """Subscribe every connection of ``user``, on every hub, to ``channel`` (a server-side
+        subscription: protocol clients get a ``subscribe`` push)."""
+        self.channel(channel)
+        await self._control({"op": "subscribe", "user": user, "channel": channel})
+
+    def server_subscribe(self, session: Session, channel: str) -> None:
+        """Subscribe ``session`` to ``channel`` on the server's initiative (never awaits)."""
+        if channel in session.subscriptions or session.closed:
+            return
+        if session.on_server_subscribe is not None:
+            session.on_server_subscribe(channel)
+        else:
+            session.start_task(self._join(session, channel))
+
+    async def _join(self, session: Session, channel: str) -> None:
+        await self.subscribe(session, channel)
+        session.finish_subscribe(channel)
+
     async def disconnect(
         self, user: str, code: int = DisconnectCode.FORCE_DISCONNECT, reason: str | None = None
     ) -> None:
@@ -358,6 +377,9 @@ class Node:
             elif op == "unsubscribe":
                 for session in self.sessions_of(msg["user"]):
                     self.server_unsubscribe(session, msg["channel"])
+            elif op == "subscribe":
+                for session in self.sessions_of(msg["user"]):
+                    self.server_subscribe(session, msg["channel"])
         except (KeyError, TypeError, ValueError):
             log.warning("ignored malformed control message %r", data[:200])
 

@@ -104,6 +104,9 @@ class Session:
         self.conn_info = conn_info
         self.subscriptions: dict[str, Subscription] = {}
         self.on_insufficient_state: Callable[[str], None] | None = None
+        """Called on a gap in a positioned channel; by default the session closes with 3010."""
+        self.on_server_subscribe: Callable[[str], None] | None = None
+        """Called when the server subscribes this session to a channel at run time."""
         self._queue: deque[Frame] = deque()
         self._queued_bytes = 0
         self._wakeup = asyncio.Event()

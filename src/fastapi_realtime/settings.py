@@ -76,6 +76,9 @@ class HubSettings:
     pong_timeout: float = 8.0
     """Seconds a client has to answer a ping. Late: disconnect 3012 ``no pong``."""
 
+    client_stale_close_delay: float = 10.0
+    """Seconds a new connection has to send ``connect``. Late: close 3502 ``stale``."""
+
     allow_anonymous: bool = False
     """Accept a connect without a token (user ``""``). Refused otherwise with error 101."""
     expired_close_delay: float = 25.0
@@ -104,6 +107,7 @@ class HubSettings:
             "client_command_burst": self.client_command_burst,
             "max_connections": self.max_connections,
             "pong_timeout": self.pong_timeout,
+            "client_stale_close_delay": self.client_stale_close_delay,
             "presence_ttl": self.presence_ttl,
             "presence_refresh_interval": self.presence_refresh_interval,
         }

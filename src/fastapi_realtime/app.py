@@ -86,10 +86,13 @@ class Hub(Node):
 
     # -- the protocol endpoint --------------------------------------------------------
 
-    def router(self, path: str = "/connection/websocket") -> APIRouter:
-        """An ``APIRouter`` with the Centrifuge-protocol WebSocket endpoint at ``path``."""
+    def router(self, path: str = "/connection/websocket", *, uni_path: str | None = None) -> APIRouter:
+        """An ``APIRouter`` with the Centrifuge-protocol WebSocket endpoint at ``path`` and,
+        when ``uni_path`` is given (e.g. ``"/connection/uni_websocket"``), the unidirectional one."""
         router = APIRouter()
         router.add_api_websocket_route(path, self.websocket_endpoint)
+        if uni_path is not None:
+            router.add_api_websocket_route(uni_path, self.uni_websocket_endpoint)
         return router
 
     async def websocket_endpoint(self, websocket: WebSocket) -> None:
@@ -100,12 +103,39 @@ class Hub(Node):
         if PROTOBUF_SUBPROTOCOL in offered and JSON_SUBPROTOCOL not in offered:
             await transport.close(3506, "inappropriate protocol: only JSON is supported")
             return
+        await self._serve_protocol(websocket, transport, CentrifugeCodec())
+
+    async def uni_websocket_endpoint(self, websocket: WebSocket) -> None:
+        """Serve one unidirectional client: it sends a JSON connect request as its first
+        message (or in the ``cf_connect`` query parameter) and then only receives pushes."""
+        await websocket.accept()
+        initial = websocket.query_params.get("cf_connect")
+        await self._serve_protocol(
+            websocket, WebSocketTransport(websocket), CentrifugeCodec(unidirectional=True), initial_connect=initial
+        )
+
+    async def _serve_protocol(
+        self,
+        websocket: WebSocket,
+        transport: WebSocketTransport,
+        codec: CentrifugeCodec,
+        *,
+        initial_connect: str | None = None,
+    ) -> None:
         try:
-            session = self.open_session(transport, CentrifugeCodec())
+            session = self.open_session(transport, codec)
         except Disconnect as exc:
             await transport.close(exc.code, exc.reason)
             return
-        handler = ClientHandler(self, session, hooks=self.hooks, verifier=self.auth, headers=dict(websocket.headers))
+        handler = ClientHandler(
+            self,
+            session,
+            codec,
+            hooks=self.hooks,
+            verifier=self.auth,
+            headers=dict(websocket.headers),
+            initial_connect=initial_connect,
+        )
         await self.serve(session, handler.serve)
 
     # -- the tutorial API -------------------------------------------------------------

@@ -30,6 +30,7 @@ from .hooks import (
 )
 from .hub import Node
 from .protocol import encode
+from .protocol.codecs import CentrifugeCodec
 from .protocol.codes import DisconnectCode, ErrorCode, UnsubscribeCode
 from .protocol.commands import (
     ChannelRequest,
@@ -42,17 +43,26 @@ from .protocol.commands import (
     SendRequest,
     SubRefreshRequest,
     SubscribeRequest,
+    decode_command,
     decode_frame,
 )
 from .protocol.errors import Disconnect, ReplyError
 from .protocol.messages import Publication, StreamPosition, from_raw, to_raw
 from .ratelimit import TokenBucket
-from .session import Session
+from .session import Frame, Session
 
 log = logging.getLogger("fastapi_realtime.client")
 
 SERVER_VERSION = f"fastapi-realtime {__version__}"
 Result = dict[str, Any]
+
+UNI_CONNECT_ERRORS: dict[int, DisconnectCode] = {
+    ErrorCode.TOKEN_EXPIRED: DisconnectCode.EXPIRED,
+    ErrorCode.UNAUTHORIZED: DisconnectCode.INVALID_TOKEN,
+    ErrorCode.PERMISSION_DENIED: DisconnectCode.PERMISSION_DENIED,
+}
+"""A unidirectional client cannot read an error reply: connect errors become close codes
+(anything else: 3501)."""
 
 
 def _raw_or_none(value: Any) -> bytes | None:
@@ -60,20 +70,32 @@ def _raw_or_none(value: Any) -> bytes | None:
 
 
 class ClientHandler:
-    """Serves the Centrifuge protocol for one session."""
+    """Serves the Centrifuge protocol for one session.
+
+    Bidirectional sessions (``CentrifugeCodec()``) send commands and get replies. A
+    unidirectional session (``CentrifugeCodec(unidirectional=True)``) sends one connect request
+    (its first message, or ``initial_connect`` taken from the URL) and then only listens:
+    it gets a ``connect`` push, pushes for its server-side subscriptions, and a ``disconnect``
+    push before the close frame.
+    """
 
     def __init__(
         self,
         hub: Node,
         session: Session,
+        codec: CentrifugeCodec,
         *,
         hooks: Hooks,
         verifier: TokenVerifier | None,
         transport_name: str = "websocket",
         headers: Mapping[str, str] | None = None,
+        initial_connect: Frame | None = None,
     ) -> None:
         self.hub = hub
         self.session = session
+        self.codec = codec
+        self.unidirectional = codec.unidirectional
+        self._initial_connect = initial_connect
         self.settings = hub.settings
         self.hooks = hooks
         self.verifier = verifier
@@ -97,6 +119,9 @@ class ClientHandler:
             self.settings.client_stale_close_delay, self._close_if_stale
         )
         try:
+            if self.unidirectional:
+                await self._serve_unidirectional()
+                return
             while not self.session.closed:
                 frame = await self.session.receive()
                 try:
@@ -110,6 +135,31 @@ class ClientHandler:
                         return
         finally:
             self._cancel_timers()
+
+    async def _serve_unidirectional(self) -> None:
+        frame = self._initial_connect
+        if frame is None:
+            frame = await self.session.receive()
+        try:
+            body = orjson.loads(frame)
+            if not isinstance(body, dict):
+                raise ValueError("connect request must be an object")
+            command = decode_command({"id": 1, "connect": body})
+            if command.error is not None:
+                raise command.error
+            assert isinstance(command.request, ConnectRequest)
+            await self._connect(0, command.request)
+        except ReplyError as exc:
+            self.session.close(UNI_CONNECT_ERRORS.get(exc.code, DisconnectCode.BAD_REQUEST), exc.message)
+            return
+        except Disconnect as exc:
+            self.session.close(exc.code, exc.reason)
+            return
+        except ValueError:  # orjson.JSONDecodeError included
+            self.session.close(DisconnectCode.BAD_REQUEST, "the first message must be a JSON connect request")
+            return
+        while True:  # a listener has nothing more to say; whatever it sends is ignored
+            await self.session.receive()
 
     def _close_if_stale(self) -> None:
         if not self.connected:
@@ -215,12 +265,13 @@ class ClientHandler:
         self.connected = True
         # A connection made with a token refreshes itself with new tokens; one made without
         # is refreshed by the server through on_refresh, if the app registered it.
-        self._server_refresh = not req.token and self.hooks.on_refresh is not None
+        self._server_refresh = self.unidirectional or (not req.token and self.hooks.on_refresh is not None)
         result: Result = {"client": self.session.id, "version": SERVER_VERSION}
         self._apply_expiry(result, credentials.expire_at)
         if self.settings.ping_interval > 0:
             result["ping"] = max(1, round(self.settings.ping_interval))
-            result["pong"] = True
+            if self.codec.expects_pong:
+                result["pong"] = True
         if reply_data is not None:
             result["data"] = orjson.Fragment(to_raw(reply_data))
         subs: dict[str, Result] = {}
@@ -233,7 +284,9 @@ class ClientHandler:
                 log.warning("server-side subscription of %s to %s refused: %s", self.session.id, channel, exc)
         if subs:
             result["subs"] = subs
-        self.session.enqueue(encode.reply(cmd_id, "connect", result))
+        self.session.enqueue(
+            self.codec.connect(result) if self.unidirectional else encode.reply(cmd_id, "connect", result)
+        )
         for channel, after in positions.items():
             self.session.finish_subscribe(channel, after)
         self.session.on_server_subscribe = self._server_subscribe
@@ -263,7 +316,7 @@ class ClientHandler:
         except ReplyError as exc:
             log.warning("server-side subscription of %s to %s refused: %s", self.session.id, channel, exc)
             return
-        self.session.enqueue(encode.push(channel, "subscribe", result))
+        self.session.enqueue(self.codec.subscribe(channel, result))
         self.session.finish_subscribe(channel, after)
 
     def _verify_connection(self, token: str) -> Credentials:
@@ -299,13 +352,15 @@ class ClientHandler:
         self.session.start_task(self._server_side_refresh(), name="server-refresh")
 
     async def _server_side_refresh(self) -> None:
-        assert self.hooks.on_refresh is not None
         ctx = RefreshContext(client=self.session.id, user=self.session.user, credentials=None)
         try:
-            credentials = await self.hooks.on_refresh(ctx)
+            credentials = await self.hooks.on_refresh(ctx) if self.hooks.on_refresh is not None else None
             if credentials is None or credentials.user != self.session.user:
                 raise ReplyError(ErrorCode.EXPIRED)
             self._apply_expiry({}, credentials.expire_at)
+            refresh = self.codec.refresh(credentials.expire_at - int(time.time()))
+            if refresh is not None:
+                self.session.enqueue(refresh)
         except ReplyError:
             self.session.close(DisconnectCode.EXPIRED)
         except Disconnect as exc:

@@ -284,7 +284,7 @@ class Session:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)
-            if self._pong_due is None:
+            if self._pong_due is None and self.codec.expects_pong:
                 self._pong_due = loop.call_later(self.settings.pong_timeout, self.close, DisconnectCode.NO_PONG)
             self.enqueue(ping)
 
@@ -330,6 +330,11 @@ class Session:
             self._queued_bytes = 0
         if reason is None:
             reason = DisconnectCode(code).reason if code in DisconnectCode._value2member_map_ else "disconnect"
+        farewell = self.codec.disconnect(code, reason)
+        if farewell is not None and code != DisconnectCode.SLOW:
+            self._queue.append(farewell)
+            self._queued_bytes += len(farewell)
+            self._wakeup.set()
         self._close_requested = True
         self._mark_closed(code, reason)
 

@@ -99,3 +99,37 @@ def test_raw_codec_sends_no_join_leave_or_unsubscribe() -> None:
 def test_both_codecs_satisfy_the_protocol() -> None:
     codecs: list[Codec] = [CentrifugeCodec(), RawCodec()]
     assert [c.name for c in codecs] == ["json", "raw"]
+
+
+def test_bidirectional_codec_wraps_subscribe_and_sends_no_uni_only_pushes() -> None:
+    codec = CentrifugeCodec()
+    assert codec.expects_pong
+    assert (
+        codec.subscribe("news", {"positioned": True}) == '{"push":{"channel":"news","subscribe":{"positioned":true}}}'
+    )
+    assert codec.refresh(60) is None
+    assert codec.disconnect(3001, "shutdown") is None
+
+
+def test_unidirectional_codec_sends_unwrapped_pushes_one_per_frame() -> None:
+    codec = CentrifugeCodec(unidirectional=True)
+    assert codec.name == "json-uni"
+    assert not codec.batching
+    assert not codec.expects_pong
+    assert codec.ping == "{}"
+    assert codec.connect({"client": "c1", "ping": 25}) == '{"connect":{"client":"c1","ping":25}}'
+    assert codec.subscribe("news", {}) == '{"channel":"news","subscribe":{}}'
+    assert codec.refresh(60) == '{"refresh":{"expires":true,"ttl":60}}'
+    assert codec.disconnect(3001, "shutdown") == '{"disconnect":{"code":3001,"reason":"shutdown"}}'
+    assert codec.join("room", INFO) == (
+        '{"channel":"room","join":{"info":{"user":"42","client":"c1","conn_info":{"name":"Ann"}}}}'
+    )
+
+
+def test_unidirectional_and_bidirectional_pub_frames_are_cached_apart() -> None:
+    pub = Publication(data=b"1", offset=3)
+    uni = CentrifugeCodec(unidirectional=True).publication("a", pub)
+    bidi = CentrifugeCodec().publication("a", pub)
+    assert uni == '{"channel":"a","pub":{"data":1,"offset":3}}'
+    assert bidi == '{"push":{"channel":"a","pub":{"data":1,"offset":3}}}'
+    assert CentrifugeCodec(unidirectional=True).publication("a", pub) is uni

@@ -19,6 +19,7 @@ PING = "{}"
 """The server ping: an empty reply. The client answers with the empty command ``{}``."""
 
 JSON_CODEC = "json"
+UNI_JSON_CODEC = "json-uni"
 
 
 def _dumps(obj: Any) -> str:
@@ -69,18 +70,21 @@ def error_reply(cmd_id: int, error: ReplyError) -> str:
     return _dumps({"id": cmd_id, "error": body})
 
 
-def push(channel: str, kind: str, body: Mapping[str, Any]) -> str:
-    """A push: ``{"push":{"channel":...,"<kind>":{...}}}`` (channel left out when empty)."""
+def push(channel: str, kind: str, body: Mapping[str, Any], *, wrapped: bool = True) -> str:
+    """A push: ``{"push":{"channel":...,"<kind>":{...}}}`` (channel left out when empty).
+
+    Unidirectional transports send pushes unwrapped: ``{"channel":...,"<kind>":{...}}``.
+    """
     inner: dict[str, Any] = {"channel": channel} if channel else {}
     inner[kind] = body
-    return _dumps({"push": inner})
+    return _dumps({"push": inner} if wrapped else inner)
 
 
-def pub_push_frame(channel: str, pub: Publication) -> str:
+def pub_push_frame(channel: str, pub: Publication, *, wrapped: bool = True) -> str:
     """The ``pub`` push for ``pub`` in ``channel``, built once and cached on the publication."""
-    key = (JSON_CODEC, channel)
+    key = (JSON_CODEC if wrapped else UNI_JSON_CODEC, channel)
     frame = pub.encoded.get(key)
     if frame is None:
-        frame = pub.encoded[key] = push(channel, "pub", publication_dict(pub))
+        frame = pub.encoded[key] = push(channel, "pub", publication_dict(pub), wrapped=wrapped)
     assert isinstance(frame, str)
     return frame

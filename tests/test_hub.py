@@ -304,3 +304,14 @@ async def test_a_dead_client_is_dropped_after_the_pong_timeout() -> None:
         await asyncio.wait_for(transport.closed.wait(), 5)
         assert transport.closed_with == (3012, "no pong")
         assert "{}" in transport.messages()
+
+
+async def test_publications_held_during_a_slow_subscribe_are_bounded_by_the_queue_limit() -> None:
+    settings = HubSettings(client_queue_max_bytes=1000, namespaces={"": ChannelOptions()})
+    async with Hub(settings) as hub, open_session(hub) as (session, transport):
+        await hub.subscribe(session, "room")  # the subscribe reply is not sent yet: publications wait
+        for i in range(30):
+            await hub.publish("room", {"i": i, "pad": "x" * 40})
+        await asyncio.wait_for(transport.closed.wait(), 5)
+        assert transport.closed_with is not None
+        assert transport.closed_with[0] == DisconnectCode.SLOW

@@ -77,6 +77,8 @@ class Subscription:
     epoch: str = ""
     chan_info: RawJSON | None = None
     buffer: list[Publication] | None = field(default_factory=list)
+    buffered_bytes: int = 0
+    """Payload bytes held in ``buffer``; past ``client_queue_max_bytes`` the session is slow."""
 
 
 def new_client_id() -> str:
@@ -130,9 +132,6 @@ class Session:
     def closed(self) -> bool:
         return self._closed.is_set()
 
-    async def wait_closed(self) -> None:
-        await self._closed.wait()
-
     @property
     def queued_bytes(self) -> int:
         return self._queued_bytes
@@ -143,15 +142,17 @@ class Session:
         """Queue ``frame`` for the writer. Never blocks. Returns False if the session closed."""
         if self._closed.is_set():
             return False
-        size = len(frame)
-        if self._queued_bytes + size > self.settings.client_queue_max_bytes:
+        if self._queued_bytes + len(frame) > self.settings.client_queue_max_bytes:
             self.close(DisconnectCode.SLOW)
             return False
+        self._append(frame)
+        return True
+
+    def _append(self, frame: Frame) -> None:
         self._queue.append(frame)
-        self._queued_bytes += size
+        self._queued_bytes += len(frame)
         self._flushed.clear()
         self._wakeup.set()
-        return True
 
     def deliver(self, channel: str, pub: Publication) -> None:
         """Hand the session a publication of ``channel`` (called by the hub's fan-out)."""
@@ -160,6 +161,9 @@ class Session:
             return
         if sub.buffer is not None:
             sub.buffer.append(pub)
+            sub.buffered_bytes += len(pub.data)
+            if sub.buffered_bytes > self.settings.client_queue_max_bytes:
+                self.close(DisconnectCode.SLOW)
             return
         if sub.positioned and pub.offset:
             if pub.offset != sub.offset + 1:
@@ -332,9 +336,7 @@ class Session:
             reason = DisconnectCode(code).reason if code in DisconnectCode._value2member_map_ else "disconnect"
         farewell = self.codec.disconnect(code, reason)
         if farewell is not None and code != DisconnectCode.SLOW:
-            self._queue.append(farewell)
-            self._queued_bytes += len(farewell)
-            self._wakeup.set()
+            self._append(farewell)
         self._close_requested = True
         self._mark_closed(code, reason)
 

@@ -73,7 +73,7 @@ class Node:
         self._no_sessions.set()
         self._presence_task: asyncio.Task[None] | None = None
         self.on_session_closed: list[Callable[[Session], Awaitable[None]]] = []
-        """Callbacks run after a session left every channel (hooks use it)."""
+        """Coroutines called with each session after it closed and left every channel."""
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -160,8 +160,10 @@ class Node:
     async def _detach(self, session: Session) -> None:
         session.close(DisconnectCode.FORCE_DISCONNECT)
         for channel in list(session.subscriptions):
-            with contextlib.suppress(Exception):
+            try:
                 await self.unsubscribe(session, channel)
+            except Exception:  # the broker failed; the session is gone from this hub all the same
+                log.exception("removing session %s from %s failed", session.id, channel)
         self._sessions.pop(session.id, None)
         self._forget_user(session)
         for callback in self.on_session_closed:

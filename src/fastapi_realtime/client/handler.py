@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from ._version import __version__
-from .hooks import (
+from .._version import __version__
+from ..hooks import (
     ConnectContext,
     ConnectReply,
     Credentials,
@@ -24,15 +23,13 @@ from .hooks import (
     PublishContext,
     RefreshContext,
     RPCContext,
-    SubscribeContext,
-    SubscriptionGrant,
     TokenVerifier,
 )
-from .hub import Node
-from .protocol import encode
-from .protocol.codecs import CentrifugeCodec
-from .protocol.codes import DisconnectCode, ErrorCode, UnsubscribeCode
-from .protocol.commands import (
+from ..hub import Node
+from ..protocol import encode
+from ..protocol.codecs import CentrifugeCodec
+from ..protocol.codes import DisconnectCode, ErrorCode
+from ..protocol.commands import (
     ChannelRequest,
     Command,
     ConnectRequest,
@@ -46,15 +43,15 @@ from .protocol.commands import (
     decode_command,
     decode_frame,
 )
-from .protocol.errors import Disconnect, ReplyError
-from .protocol.messages import Publication, StreamPosition, from_raw, to_raw
-from .ratelimit import TokenBucket
-from .session import Frame, Session
+from ..protocol.errors import Disconnect, ReplyError
+from ..protocol.messages import from_raw, to_raw
+from ..ratelimit import TokenBucket
+from ..session import Frame, Session
+from .subscriptions import Result, Subscriptions, ttl_until
 
 log = logging.getLogger("fastapi_realtime.client")
 
 SERVER_VERSION = f"fastapi-realtime {__version__}"
-Result = dict[str, Any]
 
 UNI_CONNECT_ERRORS: dict[int, DisconnectCode] = {
     ErrorCode.TOKEN_EXPIRED: DisconnectCode.EXPIRED,
@@ -63,10 +60,6 @@ UNI_CONNECT_ERRORS: dict[int, DisconnectCode] = {
 }
 """A unidirectional client cannot read an error reply: connect errors become close codes
 (anything else: 3501)."""
-
-
-def _raw_or_none(value: Any) -> bytes | None:
-    return None if value is None else to_raw(value)
 
 
 class ClientHandler:
@@ -108,8 +101,7 @@ class ClientHandler:
         self._deadline: asyncio.TimerHandle | None = None
         """Closes a stale connection before connect, expires or refreshes it after."""
         self._server_refresh = False
-        self._sub_expiry: dict[str, asyncio.TimerHandle] = {}
-        session.on_insufficient_state = self._insufficient_state
+        self.subscriptions = Subscriptions(hub, session, codec, hooks=hooks, verifier=verifier)
 
     # -- loop -------------------------------------------------------------------------
 
@@ -168,9 +160,7 @@ class ClientHandler:
     def _cancel_timers(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
-        for timer in self._sub_expiry.values():
-            timer.cancel()
-        self._sub_expiry.clear()
+        self.subscriptions.close()
 
     async def handle(self, cmd: Command) -> None:
         """Run one command and queue its reply."""
@@ -214,7 +204,7 @@ class ClientHandler:
             await self._connect(cmd.id, req)
             return None
         if isinstance(req, SubscribeRequest):
-            await self._subscribe(cmd.id, req)
+            await self.subscriptions.subscribe(cmd.id, req)
             return None
         if isinstance(req, PublishRequest):
             return await self._publish(req)
@@ -229,11 +219,10 @@ class ClientHandler:
         if isinstance(req, RefreshRequest):
             return await self._refresh(req)
         if isinstance(req, SubRefreshRequest):
-            return self._sub_refresh(req)
+            return self.subscriptions.refresh(req)
         if isinstance(req, ChannelRequest):
             if cmd.method == "unsubscribe":
-                self._cancel_sub_expiry(req.channel)
-                await self.hub.unsubscribe(self.session, req.channel)
+                await self.subscriptions.unsubscribe(req.channel)
                 return {}
             return await self._presence(cmd.method, req)
         return {}  # the legacy ping command
@@ -261,7 +250,8 @@ class ClientHandler:
                 raise ReplyError(ErrorCode.UNAUTHORIZED)
             credentials = Credentials(user="")
         self.credentials = credentials
-        self.hub.set_user(self.session, credentials.user, _raw_or_none(credentials.info))
+        conn_info = None if credentials.info is None else to_raw(credentials.info)
+        self.hub.set_user(self.session, credentials.user, conn_info)
         self.connected = True
         # A connection made with a token refreshes itself with new tokens; one made without
         # is refreshed by the server through on_refresh, if the app registered it.
@@ -274,14 +264,7 @@ class ClientHandler:
                 result["pong"] = True
         if reply_data is not None:
             result["data"] = orjson.Fragment(to_raw(reply_data))
-        subs: dict[str, Result] = {}
-        positions: dict[str, int] = {}
-        for channel in dict.fromkeys(credentials.channels):
-            try:
-                request = self._server_side_request(channel, req.subs.get(channel))
-                subs[channel], positions[channel] = await self._join_channel(request, grant=SubscriptionGrant())
-            except ReplyError as exc:
-                log.warning("server-side subscription of %s to %s refused: %s", self.session.id, channel, exc)
+        subs, positions = await self.subscriptions.join_server_side(credentials.channels, req.subs)
         if subs:
             result["subs"] = subs
         self.session.enqueue(
@@ -289,35 +272,8 @@ class ClientHandler:
         )
         for channel, after in positions.items():
             self.session.finish_subscribe(channel, after)
-        self.session.on_server_subscribe = self._server_subscribe
+        self.subscriptions.accept_server_subscriptions()
         self.session.start_pinging()
-
-    def _server_side_request(self, channel: str, client: SubscribeRequest | None) -> SubscribeRequest:
-        """A subscribe request for a server-side subscription: positioned and recoverable when
-        the namespace keeps history, recovering from what the client sent in ``connect.subs``."""
-        options = self.hub.channel(channel).options
-        recoverable = options.history and options.allow_recovery
-        return SubscribeRequest(
-            channel=channel,
-            recover=bool(client and client.recover and recoverable),
-            epoch=client.epoch if client else "",
-            offset=client.offset if client else 0,
-            positioned=options.history,
-            recoverable=recoverable,
-        )
-
-    def _server_subscribe(self, channel: str) -> None:
-        self.session.start_task(self._push_subscribe(channel), name=f"server-subscribe-{channel}")
-
-    async def _push_subscribe(self, channel: str) -> None:
-        try:
-            request = self._server_side_request(channel, None)
-            result, after = await self._join_channel(request, grant=SubscriptionGrant())
-        except ReplyError as exc:
-            log.warning("server-side subscription of %s to %s refused: %s", self.session.id, channel, exc)
-            return
-        self.session.enqueue(self.codec.subscribe(channel, result))
-        self.session.finish_subscribe(channel, after)
 
     def _verify_connection(self, token: str) -> Credentials:
         if self.verifier is None:
@@ -336,9 +292,7 @@ class ClientHandler:
             self._deadline = None
         if not expire_at:
             return
-        ttl = expire_at - int(time.time())
-        if ttl <= 0:
-            raise ReplyError(ErrorCode.TOKEN_EXPIRED)
+        ttl = ttl_until(expire_at)
         loop = asyncio.get_running_loop()
         if self._server_refresh:
             self._deadline = loop.call_later(ttl, self._refresh_by_server)
@@ -358,7 +312,7 @@ class ClientHandler:
             if credentials is None or credentials.user != self.session.user:
                 raise ReplyError(ErrorCode.EXPIRED)
             self._apply_expiry({}, credentials.expire_at)
-            refresh = self.codec.refresh(credentials.expire_at - int(time.time()))
+            refresh = self.codec.refresh(ttl_until(credentials.expire_at))
             if refresh is not None:
                 self.session.enqueue(refresh)
         except ReplyError:
@@ -385,137 +339,6 @@ class ClientHandler:
         return result
 
     # -- subscriptions ----------------------------------------------------------------
-
-    async def _subscribe(self, cmd_id: int, req: SubscribeRequest) -> None:
-        channel = self.hub.channel(req.channel)
-        grant = None
-        if req.token:
-            if self.verifier is None:
-                raise ReplyError(ErrorCode.PERMISSION_DENIED, "subscription tokens are not configured")
-            grant = self.verifier.subscription(req.token, req.channel, self.session.user)
-        if self.hooks.on_subscribe is not None:
-            ctx = SubscribeContext(
-                client=self.session.id,
-                user=self.session.user,
-                channel=req.channel,
-                data=from_raw(req.data),
-                grant=grant,
-            )
-            grant = await self.hooks.on_subscribe(ctx) or grant
-        if grant is None and (channel.private or not channel.options.allow_subscribe):
-            raise ReplyError(ErrorCode.PERMISSION_DENIED)
-        if not channel.allows_user(self.session.user):
-            raise ReplyError(ErrorCode.PERMISSION_DENIED)
-        result, after = await self._join_channel(req, grant=grant or SubscriptionGrant())
-        self.session.enqueue(encode.reply(cmd_id, "subscribe", result))
-        self.session.finish_subscribe(req.channel, after)
-
-    async def _join_channel(self, req: SubscribeRequest, *, grant: SubscriptionGrant) -> tuple[Result, int]:
-        """Subscribe the session and build the subscribe result (recovering if asked).
-
-        Returns the result and the offset up to which publications are in it; the caller
-        queues the reply, then calls ``finish_subscribe`` with that offset.
-        """
-        options = self.hub.channel(req.channel).options
-        positioned = options.history and (req.positioned or req.recoverable or req.recover)
-        await self.hub.subscribe(
-            self.session,
-            req.channel,
-            join_leave=req.join_leave,
-            positioned=positioned,
-            chan_info=_raw_or_none(grant.info),
-        )
-        try:
-            result: Result = {}
-            after = 0
-            if positioned:
-                result, after = await self._position(req, recoverable=options.allow_recovery)
-            if grant.expire_at:
-                ttl = grant.expire_at - int(time.time())
-                if ttl <= 0:
-                    raise ReplyError(ErrorCode.TOKEN_EXPIRED)
-                result["expires"], result["ttl"] = True, ttl
-                self._schedule_sub_expiry(req.channel, ttl)
-            if grant.data is not None:
-                result["data"] = orjson.Fragment(to_raw(grant.data))
-            return result, after
-        except BaseException:
-            self._cancel_sub_expiry(req.channel)
-            await self.hub.unsubscribe(self.session, req.channel, announce=False)
-            raise
-
-    async def _position(self, req: SubscribeRequest, *, recoverable: bool) -> tuple[Result, int]:
-        since = StreamPosition(req.offset, req.epoch) if req.recover and recoverable else None
-        history = await self.hub.broker.history(
-            req.channel,
-            since=since,
-            limit=None if since else 0,
-            reverse=False,
-            meta_ttl=self.settings.history_meta_ttl,
-        )
-        top = history.position
-        result: Result = {"positioned": True, "epoch": top.epoch}
-        if recoverable and (req.recoverable or req.recover):
-            result["recoverable"] = True
-        offset, pubs = top.offset, []
-        if since is not None:
-            result["was_recovering"] = True
-            pubs = history.publications
-            if self._recovered(since, top, pubs):
-                result["recovered"] = True
-                result["publications"] = [encode.publication_dict(p) for p in pubs]
-                offset = since.offset
-            else:
-                pubs = []
-        if offset:
-            result["offset"] = offset
-        sub = self.session.subscriptions[req.channel]
-        sub.offset, sub.epoch = top.offset, top.epoch
-        return result, top.offset
-
-    def _recovered(self, since: StreamPosition, top: StreamPosition, pubs: list[Publication]) -> bool:
-        if since.epoch and since.epoch != top.epoch:
-            return False
-        if len(pubs) > self.settings.recovery_max_publications:
-            return False
-        if not pubs:
-            return top.offset == since.offset
-        return pubs[0].offset == since.offset + 1 and pubs[-1].offset == top.offset
-
-    def _schedule_sub_expiry(self, channel: str, ttl: int) -> None:
-        self._cancel_sub_expiry(channel)
-        self._sub_expiry[channel] = asyncio.get_running_loop().call_later(
-            ttl + self.settings.expired_close_delay, self._expire_subscription, channel
-        )
-
-    def _cancel_sub_expiry(self, channel: str) -> None:
-        timer = self._sub_expiry.pop(channel, None)
-        if timer is not None:
-            timer.cancel()
-
-    def _expire_subscription(self, channel: str) -> None:
-        self._sub_expiry.pop(channel, None)
-        self.hub.server_unsubscribe(self.session, channel, UnsubscribeCode.EXPIRED)
-
-    def _insufficient_state(self, channel: str) -> None:
-        self.hub.server_unsubscribe(self.session, channel, UnsubscribeCode.INSUFFICIENT_STATE)
-
-    def _sub_refresh(self, req: SubRefreshRequest) -> Result:
-        if req.channel not in self.session.subscriptions:
-            raise ReplyError(ErrorCode.PERMISSION_DENIED, "not subscribed")
-        if self.verifier is None:
-            raise ReplyError(ErrorCode.PERMISSION_DENIED, "subscription tokens are not configured")
-        grant = self.verifier.subscription(req.token, req.channel, self.session.user)
-        result: Result = {}
-        if grant.expire_at:
-            ttl = grant.expire_at - int(time.time())
-            if ttl <= 0:
-                raise ReplyError(ErrorCode.TOKEN_EXPIRED)
-            result["expires"], result["ttl"] = True, ttl
-            self._schedule_sub_expiry(req.channel, ttl)
-        else:
-            self._cancel_sub_expiry(req.channel)
-        return result
 
     # -- publish, presence, history, rpc ----------------------------------------------
 

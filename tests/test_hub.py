@@ -315,3 +315,15 @@ async def test_publications_held_during_a_slow_subscribe_are_bounded_by_the_queu
         await asyncio.wait_for(transport.closed.wait(), 5)
         assert transport.closed_with is not None
         assert transport.closed_with[0] == DisconnectCode.SLOW
+
+
+async def test_remove_history_keeps_the_position_so_recovery_is_refused(hub: Hub) -> None:
+    await hub.publish("news:r", "one")
+    top = await hub.publish("news:r", "two")
+    await hub.remove_history("news:r")
+    result = await hub.history("news:r")
+    assert result.publications == []
+    assert result.position == top
+    with pytest.raises(ReplyError) as exc:
+        await hub.remove_history("plain")
+    assert exc.value.code == ErrorCode.NOT_AVAILABLE

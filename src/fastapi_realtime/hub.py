@@ -302,6 +302,13 @@ class Node:
             raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
         return result
 
+    async def remove_history(self, channel: str) -> None:
+        """Drop the publications kept for ``channel``. Its offset and epoch stay, so clients
+        that missed any of them are told they cannot recover (``recovered: false``)."""
+        if not self.channel(channel).options.history:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE)
+        await self.broker.remove_history(channel)
+
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
         """Clients present in ``channel``: client id -> info. 108 if presence is off."""
         if not self.channel(channel).options.presence:

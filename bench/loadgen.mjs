@@ -9,6 +9,7 @@
  *                          several replies/pushes per frame joined by "\n", {} pings answered
  *                          with {} when the connect reply says "pong": true.
  *   --protocol plain       every text frame is one payload (the FastAPI docs ConnectionManager).
+ *   --deflate              subscribers offer permessage-deflate, as browsers do (default: not).
  *
  * The publisher sends payloads {"i":<seq>,"t":<performance.now() ms>,"p":"<pad>"} over its own
  * WebSocket; subscribers live in the same process, so the publish-to-receive latency is
@@ -42,8 +43,9 @@ const { values: args } = parseArgs({
     rate: { type: "string", default: "0" },
     "payload-bytes": { type: "string", default: "64" },
     "connect-concurrency": { type: "string", default: "100" },
-    "drain-timeout": { type: "string", default: "5" },
+    "drain-timeout": { type: "string", default: "15" },
     deadline: { type: "string", default: "120" },
+    deflate: { type: "boolean", default: false },
   },
   strict: true,
 });
@@ -60,6 +62,8 @@ const PAD = "x".repeat(Number(args["payload-bytes"]));
 const CONNECT_CONCURRENCY = Number(args["connect-concurrency"]);
 const DRAIN_TIMEOUT_MS = Number(args["drain-timeout"]) * 1000;
 const DEADLINE_MS = Number(args.deadline) * 1000;
+/** Subscribers offer permessage-deflate (as browsers do); off by default. */
+const DEFLATE = Boolean(args.deflate);
 /** Publisher sends not yet flushed to the kernel before the publisher waits. */
 const PUBLISH_WINDOW = 64;
 
@@ -78,6 +82,8 @@ let delivered = 0;
 let frames = 0;
 let warmedUp = 0;
 let lastDeliveryAt = 0;
+/** Longest time (ms) the measured window went without any delivery: the server's worst stall. */
+let maxStallMs = 0;
 let shuttingDown = false;
 let closedEarly = 0;
 /** @type {Record<string, number>} close code -> connections the server closed early */
@@ -103,8 +109,28 @@ function onPayload(sub, payload, now) {
   if (delivered < latencies.length) latencies[delivered] = now - payload.t;
   delivered++;
   received[sub]++;
+  if (now - lastDeliveryAt > maxStallMs) maxStallMs = now - lastDeliveryAt;
   lastDeliveryAt = now;
   if (onAllDelivered !== null && delivered >= liveAtStart * M) onAllDelivered();
+}
+
+const PUSH_PREFIX = `{"push":{"channel":${JSON.stringify(CHANNEL)},"pub":{"data":`;
+
+/**
+ * The fields of a payload without a full JSON.parse, which would cost the load generator
+ * more than the rest of its per-delivery work. Safe only because the payloads are ours:
+ * `{"w":..}` for warm-up, else `{"i":..,"t":<ms>,...}`, so the first `"t":` after the payload's
+ * start is its timestamp. Returns null (take the slow path) for anything unexpected.
+ * @param {string} text a payload starting at `start` (a whole frame, or a pub push's data)
+ * @param {number} start
+ * @returns {{t: number, w?: number} | null}
+ */
+function fastPayload(text, start) {
+  if (text.startsWith('{"w":', start)) return { t: 0, w: 1 };
+  const at = text.indexOf('"t":', start);
+  if (at < 0) return null;
+  const t = Number.parseFloat(text.slice(at + 4, at + 40));
+  return Number.isNaN(t) ? null : { t };
 }
 
 /**
@@ -114,7 +140,7 @@ function onPayload(sub, payload, now) {
  */
 function openSubscriber(sub) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(SUB_URL, { perMessageDeflate: false, skipUTF8Validation: true, handshakeTimeout: 15000 });
+    const ws = new WebSocket(SUB_URL, { perMessageDeflate: DEFLATE, skipUTF8Validation: true, handshakeTimeout: 15000 });
     let ready = false;
     let answerPings = false;
     const timer = setTimeout(() => reject(new Error("subscribe timed out")), 20000);
@@ -143,7 +169,8 @@ function openSubscriber(sub) {
       ws.on("open", () => settle(null));
       ws.on("message", (data) => {
         frames++;
-        onPayload(sub, JSON.parse(data.toString()), performance.now());
+        const text = data.toString();
+        onPayload(sub, fastPayload(text, 0) ?? JSON.parse(text), performance.now());
       });
       return;
     }
@@ -159,6 +186,13 @@ function openSubscriber(sub) {
           continue;
         }
         if (line === "") continue;
+        if (line.startsWith(PUSH_PREFIX)) {
+          const payload = fastPayload(line, PUSH_PREFIX.length);
+          if (payload !== null) {
+            onPayload(sub, payload, now);
+            continue;
+          }
+        }
         const msg = JSON.parse(line);
         if (msg.push !== undefined) {
           if (msg.push.pub !== undefined) onPayload(sub, msg.push.pub.data, now);
@@ -299,10 +333,11 @@ async function main() {
   frames = 0;
   const startWall = wallMs();
   const start = performance.now();
+  lastDeliveryAt = start;
   await publishAll(pub);
   const publishSeconds = (performance.now() - start) / 1000;
   const ending = await waitForDeliveries();
-  const lastAt = lastDeliveryAt > start ? lastDeliveryAt : performance.now();
+  const lastAt = delivered > 0 ? lastDeliveryAt : performance.now();
   const windowSeconds = (lastAt - start) / 1000;
 
   const samples = latencies.subarray(0, Math.min(delivered, latencies.length)).sort();
@@ -323,6 +358,7 @@ async function main() {
     window_start_ms: startWall,
     window_end_ms: startWall + windowSeconds * 1000,
     deliveries_per_second: windowSeconds > 0 ? delivered / windowSeconds : 0,
+    max_stall_ms: maxStallMs,
     latency_ms: {
       p50: quantile(samples, 0.5),
       p90: quantile(samples, 0.9),

@@ -35,6 +35,19 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / CLOCK_TICKS_PER_SECOND
 
 
+def core_busy_seconds(cpu: int) -> float:
+    """Time core ``cpu`` has spent busy since boot, in seconds, whoever ran on it: everything
+    but idle and iowait, counting interrupts and time stolen by the hypervisor. Set against
+    :func:`cpu_seconds` of the process pinned there, it shows what else took that core."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        for line in stat:
+            if line.startswith(f"cpu{cpu} "):
+                ticks = [int(v) for v in line.split()[1:]]
+                idle, iowait = ticks[3], ticks[4]
+                return (sum(ticks[:8]) - idle - iowait) / CLOCK_TICKS_PER_SECOND
+    raise RuntimeError(f"no cpu{cpu} in /proc/stat")
+
+
 @dataclass
 class CpuSampler:
     """Samples the CPU time of some processes at a fixed interval, so the CPU used over any
@@ -46,6 +59,8 @@ class CpuSampler:
 
     pids: dict[str, int]
     """Name -> pid of each process to sample."""
+    cores: dict[str, int] = field(default_factory=dict)
+    """Name -> number of each core whose busy time to sample (see :func:`core_busy_seconds`)."""
     interval: float = 0.05
     """Seconds between samples."""
     times: list[float] = field(default_factory=list)
@@ -55,8 +70,6 @@ class CpuSampler:
 
     async def run(self) -> None:
         """Sample until cancelled (or until a process is gone)."""
-        for name in self.pids:
-            self.samples.setdefault(name, [])
         try:
             while True:
                 self.sample()
@@ -67,13 +80,14 @@ class CpuSampler:
     def sample(self) -> None:
         """Take one sample of every process now."""
         values = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        values |= {name: core_busy_seconds(cpu) for name, cpu in self.cores.items()}
         self.times.append(time.time())
         for name, value in values.items():
             self.samples.setdefault(name, []).append(value)
 
     def percent_of_core(self, name: str, start: float, end: float) -> float | None:
-        """CPU used by ``name`` between wall-clock ``start`` and ``end``, as % of one core;
-        ``None`` when the samples do not cover the window."""
+        """CPU used by process or core ``name`` between wall-clock ``start`` and ``end``, as %
+        of one core; ``None`` when the samples do not cover the window."""
         if end <= start or not self.times or start < self.times[0] or end > self.times[-1]:
             return None
         used = self._at(name, end) - self._at(name, start)

@@ -48,8 +48,8 @@ class Node:
     """Channels, presence and history for every connection of one process.
 
     Use it as an async context manager, or pass :meth:`lifespan` to ``FastAPI(lifespan=...)``.
-    ``broker`` defaults to a fresh :class:`MemoryBroker`; give every worker the same Redis
-    broker to scale out. ``auth`` checks connection and subscription tokens; ``hooks`` holds
+    ``broker`` defaults to a fresh :class:`MemoryBroker` (one process); hubs in several
+    processes scale out by sharing one broker, the only thing that crosses processes. ``auth`` checks connection and subscription tokens; ``hooks`` holds
     the in-process hooks (see :mod:`.hooks`).
     """
 

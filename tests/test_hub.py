@@ -327,3 +327,20 @@ async def test_remove_history_keeps_the_position_so_recovery_is_refused(hub: Hub
     with pytest.raises(ReplyError) as exc:
         await hub.remove_history("plain")
     assert exc.value.code == ErrorCode.NOT_AVAILABLE
+
+
+async def test_a_session_that_has_not_authenticated_gets_no_broadcasts_or_server_subscriptions(hub: Hub) -> None:
+    transport = FakeTransport()
+    session = hub.open_session(transport, CentrifugeCodec(), user=None)
+    runner = asyncio.create_task(hub.serve(session))
+    async with open_session(hub, user="") as (_, anonymous):
+        await hub.broadcast("hello")
+        await hub.subscribe_user("", "room")
+        await anonymous.wait_sent(1)
+        assert transport.sent == []
+        assert session.subscriptions == {}
+        hub.set_user(session, "")
+        await hub.broadcast("again")
+        await transport.wait_sent(1)
+    session.close()
+    await asyncio.wait_for(runner, 5)

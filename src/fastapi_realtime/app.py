@@ -123,7 +123,7 @@ class Hub(Node):
         initial_connect: str | None = None,
     ) -> None:
         try:
-            session = self.open_session(transport, codec)
+            session = self.open_session(transport, codec, user=None)
         except Disconnect as exc:
             await transport.close(exc.code, exc.reason)
             return

@@ -113,7 +113,11 @@ class Connection:
             raise WebSocketDisconnect(self.session.close_code or 1006, self.session.close_reason)
 
     async def send_text(self, text: str) -> None:
-        """Queue a text message for this connection. Returns at once; never waits on the socket."""
+        """Queue a text message for this connection. Returns at once; never waits on the socket.
+
+        Raises ``WebSocketDisconnect`` (with the close code) once the connection is closed;
+        this and the other ``send_*`` methods also end the ``async with`` block quietly.
+        """
         self._enqueue(text)
 
     async def send_bytes(self, data: bytes) -> None:

@@ -106,7 +106,9 @@ class RefreshContext:
     ``None`` without a token), or a connection made without a token reached its
     ``expire_at`` and the server asks for new credentials (``credentials`` is ``None``).
     Return credentials with a later ``expire_at`` to extend the connection; return ``None``
-    or raise to let it expire (close 3005).
+    or raise :class:`~.protocol.errors.ReplyError` to let it expire (close 3005); raise
+    :class:`~.protocol.errors.Disconnect` to close it with your own code. Any other exception
+    is logged and the connection expires.
     """
 
     client: str

@@ -49,8 +49,9 @@ class Node:
 
     Use it as an async context manager, or pass :meth:`lifespan` to ``FastAPI(lifespan=...)``.
     ``broker`` defaults to a fresh :class:`MemoryBroker` (one process); hubs in several
-    processes scale out by sharing one broker, the only thing that crosses processes. ``auth`` checks connection and subscription tokens; ``hooks`` holds
-    the in-process hooks (see :mod:`.hooks`).
+    processes scale out by sharing one broker, the only thing that crosses processes.
+    ``auth`` checks connection and subscription tokens; ``hooks`` holds the in-process hooks
+    (see :mod:`.hooks`).
     """
 
     def __init__(
@@ -123,17 +124,27 @@ class Node:
     # -- sessions ---------------------------------------------------------------------
 
     def open_session(
-        self, transport: Transport, codec: Codec, *, user: str = "", conn_info: RawJSON | None = None
+        self,
+        transport: Transport,
+        codec: Codec,
+        *,
+        user: str | None = "",
+        conn_info: RawJSON | None = None,
     ) -> Session:
         """Create a session for a new connection. Raises :class:`Disconnect` when the hub is
-        not running (3001) or already holds ``max_connections`` sessions (3504)."""
+        not running (3001) or already holds ``max_connections`` sessions (3504).
+
+        ``user=None``: not authenticated yet; the session gets no broadcasts and no server-side
+        subscriptions until :meth:`set_user` says who it is.
+        """
         if not self._started or self._closing:
             raise Disconnect(DisconnectCode.SHUTDOWN)
         if len(self._sessions) >= self.settings.max_connections:
             raise Disconnect(DisconnectCode.CONNECTION_LIMIT)
-        session = Session(transport, codec, self.settings, user=user, conn_info=conn_info)
+        session = Session(transport, codec, self.settings, user=user or "", conn_info=conn_info)
         self._sessions[session.id] = session
-        self._users.setdefault(user, set()).add(session)
+        if user is not None:
+            self.set_user(session, user, conn_info)
         self._no_sessions.clear()
         return session
 
@@ -148,10 +159,11 @@ class Node:
         """Record who ``session`` is once it authenticated (before it subscribes)."""
         self._forget_user(session)
         session.user, session.conn_info = user, conn_info
+        session.authenticated = True
         self._users.setdefault(user, set()).add(session)
 
     def _forget_user(self, session: Session) -> None:
-        sessions = self._users.get(session.user)
+        sessions = self._users.get(session.user) if session.authenticated else None
         if sessions is not None:
             sessions.discard(session)
             if not sessions:
@@ -328,7 +340,11 @@ class Node:
 
     async def subscribe_user(self, user: str, channel: str) -> None:
         """Subscribe every connection of ``user``, on every hub, to ``channel`` (a server-side
-        subscription: protocol clients get a ``subscribe`` push)."""
+        subscription: protocol clients get a ``subscribe`` push).
+
+        It returns once every hub was told, before the subscriptions exist: a publication
+        made right after it may reach a connection before it is subscribed, or not at all.
+        """
         self.channel(channel)
         await self._control({"op": "subscribe", "user": user, "channel": channel})
 
@@ -379,7 +395,8 @@ class Node:
             if op == "message":
                 raw = orjson.dumps(msg["data"])
                 for session in self._sessions.values():
-                    session.enqueue(session.codec.message(raw))
+                    if session.authenticated:
+                        session.enqueue(session.codec.message(raw))
             elif op == "disconnect":
                 for session in self.sessions_of(msg["user"]):
                     session.close(msg["code"], msg["reason"])

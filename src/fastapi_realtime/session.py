@@ -104,6 +104,8 @@ class Session:
         self.id = client_id or new_client_id()
         self.user = user
         self.conn_info = conn_info
+        self.authenticated = False
+        """Whether the hub knows who this is (``Node.set_user``); until then it gets no pushes."""
         self.subscriptions: dict[str, Subscription] = {}
         self.on_insufficient_state: Callable[[str], None] | None = None
         """Called on a gap in a positioned channel; by default the session closes with 3010."""

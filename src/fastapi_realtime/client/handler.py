@@ -319,6 +319,9 @@ class ClientHandler:
             self.session.close(DisconnectCode.EXPIRED)
         except Disconnect as exc:
             self.session.close(exc.code, exc.reason)
+        except Exception:  # the hook failed (its database is down, say): the connection expires
+            log.exception("on_refresh failed for client %s", self.session.id)
+            self.session.close(DisconnectCode.EXPIRED)
         else:
             self.credentials = credentials
 

@@ -67,7 +67,9 @@ class Subscriptions:
         self.hooks = hooks
         self.verifier = verifier
         self._expiry: dict[str, asyncio.TimerHandle] = {}
+        self._connected = asyncio.Event()
         session.on_insufficient_state = self._insufficient_state
+        session.on_server_subscribe = self._server_subscribe
 
     def close(self) -> None:
         """Cancel every subscription expiry timer."""
@@ -215,13 +217,14 @@ class Subscriptions:
         return results, positions
 
     def accept_server_subscriptions(self) -> None:
-        """From now on the hub may subscribe this session at run time (``subscribe`` push)."""
-        self.session.on_server_subscribe = self._server_subscribe
+        """The connect reply is queued: run-time server-side subscriptions may follow it."""
+        self._connected.set()
 
     def _server_subscribe(self, channel: str) -> None:
         self.session.start_task(self._push_subscribe(channel), name=f"server-subscribe-{channel}")
 
     async def _push_subscribe(self, channel: str) -> None:
+        await self._connected.wait()  # a subscribe push never precedes the connect reply
         results, positions = await self.join_server_side([channel], {})
         if channel in results:
             self.session.enqueue(self.codec.subscribe(channel, results[channel]))

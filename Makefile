@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
+BENCH_JS_STAMP := bench/node_modules/.installed
 
 .PHONY: demo test lint typecheck pytest bench clean
 
@@ -34,8 +35,12 @@ pytest: $(STAMP) $(JS_STAMP)
 
 test: lint typecheck pytest
 
-bench: $(STAMP)
+$(BENCH_JS_STAMP): bench/package.json bench/package-lock.json
+	npm ci --prefix bench --no-audit --no-fund
+	touch $(BENCH_JS_STAMP)
+
+bench: $(STAMP) $(BENCH_JS_STAMP)
 	$(BIN)/python bench/fanout.py
 
 clean:
-	rm -rf $(VENV) tests/js/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) tests/js/node_modules bench/node_modules .pytest_cache .mypy_cache .ruff_cache

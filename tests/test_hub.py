@@ -344,3 +344,18 @@ async def test_a_session_that_has_not_authenticated_gets_no_broadcasts_or_server
         await transport.wait_sent(1)
     session.close()
     await asyncio.wait_for(runner, 5)
+
+
+@pytest.mark.parametrize(("publish_slice", "yields_during_burst"), [(0.0, True), (3600.0, False)])
+async def test_a_publish_burst_yields_to_other_tasks_after_the_publish_slice(
+    publish_slice: float, yields_during_burst: bool
+) -> None:
+    settings = HubSettings(publish_slice=publish_slice, namespaces={"": ChannelOptions()})
+    async with Hub(settings) as hub:
+        other_ran = asyncio.Event()
+        asyncio.get_running_loop().call_soon(other_ran.set)
+        ran_during_burst = False
+        for i in range(20):
+            await hub.publish("room", i)
+            ran_during_burst = ran_during_burst or other_ran.is_set()
+        assert ran_during_burst is yields_during_burst

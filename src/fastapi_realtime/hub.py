@@ -73,6 +73,7 @@ class Node:
         self._no_sessions = asyncio.Event()
         self._no_sessions.set()
         self._presence_task: asyncio.Task[None] | None = None
+        self._slice_started = 0.0
         self.on_session_closed: list[Callable[[Session], Awaitable[None]]] = []
         """Coroutines called with each session after it closed and left every channel."""
 
@@ -83,6 +84,7 @@ class Node:
         if self._started:
             return
         await self.broker.start(self)
+        self._slice_started = asyncio.get_running_loop().time()
         self._presence_task = asyncio.create_task(self._refresh_presence_forever(), name="hub-presence")
         self._started = True
         self._closing = False
@@ -285,11 +287,25 @@ class Node:
         ch = self.channel(channel)
         pub = Publication(data=to_raw(data), info=info, tags=tags, time=int(time.time() * 1000))
         opts = ch.options
-        return await self.broker.publish(
+        position = await self.broker.publish(
             channel,
             pub,
             PublishOptions(opts.history_size, opts.history_ttl, self.settings.history_meta_ttl),
         )
+        await self._yield_if_busy()
+        return position
+
+    async def _yield_if_busy(self) -> None:
+        """Let the writers run when publishing has held the loop for ``publish_slice`` seconds.
+
+        Fan-out never awaits (with the memory broker, neither does publish), so a burst of
+        publishes would keep every writer from sending until it ends. Yielding after each
+        publish would defeat batching; yielding once per slice keeps both.
+        """
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._slice_started >= self.settings.publish_slice:
+            await asyncio.sleep(0)
+            self._slice_started = loop.time()
 
     async def broadcast(self, data: Any) -> None:
         """Send ``data`` to every connection of every hub on the broker, subscribed or not

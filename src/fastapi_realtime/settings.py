@@ -68,6 +68,10 @@ class HubSettings:
     client_command_burst: int = 200
     """Commands one client may send at once. Over the bucket: error 111 ``too many requests``;
     after ``client_command_burst`` refusals in a row: disconnect 3013."""
+    publish_slice: float = 0.1
+    """Seconds back-to-back publishing may hold the event loop before ``publish`` yields, so a
+    burst cannot freeze other work. Larger: more messages per frame, longer stalls (see
+    ``bench/fanout.py``)."""
     max_connections: int = 20_000
     """Connections one hub accepts at once. Over it: close 3504 ``connection limit``."""
 
@@ -114,7 +118,7 @@ class HubSettings:
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be > 0")
-        if self.ping_interval < 0:
-            raise ValueError("ping_interval must be >= 0")
+        if self.ping_interval < 0 or self.publish_slice < 0:
+            raise ValueError("ping_interval and publish_slice must be >= 0")
         if self.ping_interval and self.pong_timeout >= self.ping_interval:
             raise ValueError("pong_timeout must be shorter than ping_interval")

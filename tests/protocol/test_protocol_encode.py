@@ -116,14 +116,14 @@ def test_zero_valued_payloads_are_still_sent(data: bytes) -> None:
     )
 
 
-def test_pub_frame_is_cached_per_channel() -> None:
+def test_pub_frame_is_cached_per_codec() -> None:
     pub = Publication(data=b'{"n":1}', offset=3)
     first = encode.pub_push_frame("chat:a", pub)
     assert encode.pub_push_frame("chat:a", pub) is first
-    other = encode.pub_push_frame("chat:b", pub)
-    assert other is not first
-    assert other == '{"push":{"channel":"chat:b","pub":{"data":{"n":1},"offset":3}}}'
-    assert encode.pub_push_frame("chat:b", pub) is other
+    uni = encode.pub_push_frame("chat:a", pub, wrapped=False)
+    assert uni == '{"channel":"chat:a","pub":{"data":{"n":1},"offset":3}}'
+    assert encode.pub_push_frame("chat:a", pub, wrapped=False) is uni
+    assert set(pub.encoded) == {"json", "json-uni"}  # a publication belongs to one channel
 
 
 def test_cache_does_not_leak_between_equal_publications() -> None:

@@ -111,10 +111,9 @@ class RawCodec:
         self.expects_pong = ping is not None
 
     def publication(self, channel: str, pub: Publication) -> str | bytes:
-        key = (self.name, "")
-        frame = pub.encoded.get(key)
+        frame = pub.encoded.get(self.name)
         if frame is None:
-            frame = pub.encoded[key] = raw_text(pub.data)
+            frame = pub.encoded[self.name] = raw_text(pub.data)
         return frame
 
     def join(self, channel: str, info: ClientInfo) -> None:

@@ -82,7 +82,7 @@ def push(channel: str, kind: str, body: Mapping[str, Any], *, wrapped: bool = Tr
 
 def pub_push_frame(channel: str, pub: Publication, *, wrapped: bool = True) -> str:
     """The ``pub`` push for ``pub`` in ``channel``, built once and cached on the publication."""
-    key = (JSON_CODEC if wrapped else UNI_JSON_CODEC, channel)
+    key = JSON_CODEC if wrapped else UNI_JSON_CODEC
     frame = pub.encoded.get(key)
     if frame is None:
         frame = pub.encoded[key] = push(channel, "pub", publication_dict(pub), wrapped=wrapped)

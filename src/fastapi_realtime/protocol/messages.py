@@ -61,7 +61,8 @@ class Publication:
     """One message published into a channel.
 
     ``offset`` is 0 for channels without history. ``encoded`` caches the frames built from
-    this publication, one per channel and codec, so that fan-out encodes it once
+    this publication, one per codec name (a publication belongs to one channel), so that
+    fan-out encodes it once
     (see :func:`fastapi_realtime.protocol.encode.pub_push_frame`).
     """
 
@@ -70,4 +71,4 @@ class Publication:
     info: ClientInfo | None = None
     tags: Mapping[str, str] | None = None
     time: int = 0
-    encoded: dict[tuple[str, str], str | bytes] = field(default_factory=dict, init=False, compare=False, repr=False)
+    encoded: dict[str, str | bytes] = field(default_factory=dict, init=False, compare=False, repr=False)

@@ -28,6 +28,7 @@ from .settings import HubSettings
 log = logging.getLogger("fastapi_realtime.session")
 
 Frame = str | bytes
+NORMAL_CLOSURE = 1000
 
 
 class TransportClosed(Exception):
@@ -114,7 +115,8 @@ class Session:
         self._queue: deque[Frame] = deque()
         self._queued_bytes = 0
         self._wakeup = asyncio.Event()
-        self._incoming: asyncio.Queue[Frame] = asyncio.Queue(maxsize=1)
+        self._incoming: asyncio.Queue[Frame] | None = None
+        """Frames read ahead for a consumer outside the session (see :meth:`run`)."""
         self._closed = asyncio.Event()
         self.close_code = 0
         self.close_reason = ""
@@ -238,7 +240,11 @@ class Session:
 
     async def receive(self) -> Frame:
         """The next frame from the client. Raises :class:`SessionClosed` once closed."""
-        if self._incoming.empty() and not self._closed.is_set():
+        if self._closed.is_set():
+            raise SessionClosed(self.close_code, self.close_reason)
+        if self._incoming is None:  # the session's own handler: read the transport directly
+            return await self._read_one()
+        if self._incoming.empty():
             getter = asyncio.ensure_future(self._incoming.get())
             closer = asyncio.ensure_future(self._closed.wait())
             try:
@@ -253,23 +259,27 @@ class Session:
             return self._incoming.get_nowait()
         raise SessionClosed(self.close_code, self.close_reason)
 
-    async def _read_loop(self) -> None:
+    async def _read_one(self) -> Frame:
+        try:
+            frame = await self.transport.receive()
+        except TransportClosed as exc:
+            self._mark_closed(exc.code, "connection closed")
+            raise SessionClosed(self.close_code, self.close_reason) from None
         limit = self.settings.client_max_frame_bytes
-        while True:
-            try:
-                frame = await self.transport.receive()
-            except TransportClosed as exc:
-                self._mark_closed(exc.code, "connection closed")
-                return
-            size = len(frame)
-            if isinstance(frame, str) and size * 4 > limit:
-                size = len(frame.encode())
-            if size > limit:
-                self.close(DisconnectCode.MESSAGE_TOO_BIG)
-                return
-            if self.any_frame_is_pong:
-                self.pong()
-            await self._incoming.put(frame)
+        size = len(frame)
+        if isinstance(frame, str) and size * 4 > limit:
+            size = len(frame.encode())
+        if size > limit:
+            self.close(DisconnectCode.MESSAGE_TOO_BIG)
+            raise SessionClosed(self.close_code, self.close_reason)
+        if self.any_frame_is_pong:
+            self.pong()
+        return frame
+
+    async def _read_ahead(self, incoming: asyncio.Queue[Frame]) -> None:
+        with contextlib.suppress(SessionClosed):
+            while True:
+                await incoming.put(await self._read_one())
 
     # -- liveness ---------------------------------------------------------------------
 
@@ -343,13 +353,19 @@ class Session:
         self._mark_closed(code, reason)
 
     async def run(self, handler: Callable[[], Awaitable[None]] | None = None) -> None:
-        """Serve the connection until it ends; ``handler`` consumes :meth:`receive`.
+        """Serve the connection until it ends.
 
+        With a ``handler``, that coroutine is the only reader: its :meth:`receive` reads the
+        transport directly, and it is cancelled when the session closes. Without one, a
+        reader task reads ahead (one frame) for a consumer outside the session, such as a
+        hand-written endpoint, whose :meth:`receive` also returns when the session closes.
         Returns once every task of the session has finished and the transport is closed.
         """
         writer = asyncio.create_task(self._write_loop(), name=f"session-{self.id}-writer")
-        self.start_task(self._read_loop(), name=f"session-{self.id}-reader")
-        if handler is not None:
+        if handler is None:
+            self._incoming = asyncio.Queue(maxsize=1)
+            self.start_task(self._read_ahead(self._incoming), name=f"session-{self.id}-reader")
+        else:
             self.start_task(self._run_handler(handler), name=f"session-{self.id}-handler")
         try:
             await self._closed.wait()
@@ -359,6 +375,7 @@ class Session:
     async def _run_handler(self, handler: Callable[[], Awaitable[None]]) -> None:
         with contextlib.suppress(SessionClosed):
             await handler()
+        self.close(NORMAL_CLOSURE, "")  # a handler that returns is done with the connection
 
     async def _shutdown(self, writer: asyncio.Task[None]) -> None:
         for task in list(self._tasks):

@@ -24,4 +24,3 @@ async def hub() -> AsyncIterator[Hub]:
     """A started hub on the in-memory broker, anonymous connections allowed."""
     async with Hub(HubSettings(allow_anonymous=True, namespaces=NAMESPACES)) as h:
         yield h
-

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import uvicorn
 
 
@@ -59,3 +61,24 @@ async def running_server(app: Any, **config: Any) -> AsyncIterator[RunningServer
             await asyncio.wait_for(task, 30)
         finally:
             sock.close()
+
+
+@contextlib.asynccontextmanager
+async def running_server_logging_no_errors(
+    app: Any, caplog: pytest.LogCaptureFixture, **config: Any
+) -> AsyncIterator[RunningServer]:
+    """:func:`running_server`; on exit (after the server stopped) asserts that nothing was
+    logged at ERROR or above, by the app or by uvicorn."""
+    uvicorn_logger = logging.getLogger("uvicorn")
+    try:
+        async with running_server(app, **config) as server:
+            # uvicorn's logging config, applied when the server was configured, resets the handlers of
+            # "uvicorn" and stops propagation there: listen on it directly, from now on.
+            uvicorn_logger.addHandler(caplog.handler)
+            yield server
+    finally:
+        uvicorn_logger.removeHandler(caplog.handler)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, "server logged errors:\n" + "\n".join(
+        f"{r.name}: {r.getMessage()}\n{caplog.handler.format(r)}" for r in errors
+    )

@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import pytest
 from fastapi import FastAPI
-from servers import running_server
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
-from websockets.typing import Subprotocol
+from servers import running_server_logging_no_errors
+from wsclient import ProtocolClient
 
 from fastapi_realtime import ChannelOptions, Hub, HubSettings
 from fastapi_realtime.channels import ALLOWED_CHARACTERS
@@ -44,28 +39,9 @@ def nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
-class RawClient:
-    """A Centrifuge JSON client over a raw WebSocket: sends any frame, reads one message at a time."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self._pending: deque[dict[str, Any]] = deque()
-
-    async def send(self, frame: str | bytes) -> None:
-        await self.ws.send(frame)
-
-    async def message(self) -> dict[str, Any]:
-        """The next message from the server (a frame may carry several, joined by newlines)."""
-        async with asyncio.timeout(WAIT):
-            while not self._pending:
-                frame = await self.ws.recv()
-                assert isinstance(frame, str), f"binary frame from the server: {frame!r}"
-                self._pending.extend(orjson.loads(line) for line in frame.split("\n"))
-        return self._pending.popleft()
-
-    async def request(self, frame: str | bytes) -> dict[str, Any]:
-        await self.send(frame)
-        return await self.message()
+class RawClient(ProtocolClient):
+    """The shared raw client (it never answers pings: a pong is bad input here), with the
+    checked steps these tests repeat."""
 
     async def connect(self) -> None:
         reply = await self.request(CONNECT)
@@ -82,21 +58,6 @@ class RawClient:
         """A round trip that proves the connection is open and served."""
         assert await self.request(f'{{"id":{cmd_id},"ping":{{}}}}') == {"id": cmd_id, "ping": {}}
 
-    async def closed(self) -> tuple[list[dict[str, Any]], int]:
-        """Read until the server closes: the messages that came first, and the close code."""
-        messages = []
-        with pytest.raises(ConnectionClosed) as closed:  # noqa: PT012 - reading until the close is the point
-            while True:
-                messages.append(await self.message())
-        assert closed.value.rcvd is not None, "closed without a close frame from the server"
-        return messages, closed.value.rcvd.code
-
-
-@contextlib.asynccontextmanager
-async def raw_client(url: str) -> AsyncIterator[RawClient]:
-    async with connect(url, subprotocols=[Subprotocol("centrifuge-json")], open_timeout=WAIT) as ws:
-        yield RawClient(ws)
-
 
 @dataclass
 class Served:
@@ -107,7 +68,7 @@ class Served:
     watcher_ids: int = field(default=100)
 
     def client(self) -> contextlib.AbstractAsyncContextManager[RawClient]:
-        return raw_client(self.url)
+        return RawClient.connected(self.url, timeout=WAIT)
 
     async def connected_client(self, stack: contextlib.AsyncExitStack, *, watch: bool = True) -> RawClient:
         """A client that connected and (with ``watch``) subscribed to the watched channel too."""
@@ -140,23 +101,12 @@ async def serving(caplog: pytest.LogCaptureFixture, **overrides: Any) -> AsyncIt
     hub = Hub(HubSettings(**settings))
     app = FastAPI(lifespan=hub.lifespan)
     app.include_router(hub.router())
-    uvicorn_logger = logging.getLogger("uvicorn")
-    try:
-        async with running_server(app) as server:
-            # uvicorn's logging config, applied when the server was configured, resets the handlers of
-            # "uvicorn" and stops propagation there: listen on it directly, from now on.
-            uvicorn_logger.addHandler(caplog.handler)
-            url = server.ws_url + "/connection/websocket"
-            async with raw_client(url) as watcher:
-                await watcher.connect()
-                await watcher.subscribe(2, WATCHED)
-                yield Served(hub, url, watcher)
-    finally:
-        uvicorn_logger.removeHandler(caplog.handler)
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert not errors, "server logged errors:\n" + "\n".join(
-        f"{r.name}: {r.getMessage()}\n{caplog.handler.format(r)}" for r in errors
-    )
+    async with running_server_logging_no_errors(app, caplog) as server:
+        url = server.ws_url + "/connection/websocket"
+        async with RawClient.connected(url, timeout=WAIT) as watcher:
+            await watcher.connect()
+            await watcher.subscribe(2, WATCHED)
+            yield Served(hub, url, watcher)
 
 
 # -- inputs that end the connection ---------------------------------------------------

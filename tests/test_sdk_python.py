@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 
 import jwt
 import pytest
-import websockets
 from centrifuge import (
     Client,
     ClientDisconnectedError,
-    ClientEventHandler,
     ClientState,
     StreamPosition,
-    SubscriptionEventHandler,
     SubscriptionState,
     SubscriptionUnsubscribedError,
 )
@@ -33,7 +28,9 @@ from centrifuge import ReplyError as SDKReplyError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import FastAPI
+from sdk_events import SDK_CONNECT_CALLED, Events
 from servers import running_server
+from wsclient import ProtocolClient
 
 from fastapi_realtime import (
     ChannelOptions,
@@ -66,7 +63,6 @@ NAMESPACES = {
 }
 
 # centrifuge-python's own codes (centrifuge/codes.py), for the states it enters by itself.
-SDK_CONNECT_CALLED = 0
 SDK_TRANSPORT_CLOSED = 1
 SDK_DISCONNECTED_UNAUTHORIZED = 1
 SDK_UNSUBSCRIBED_UNAUTHORIZED = 1
@@ -76,70 +72,6 @@ CLOCK_SLACK = 0.05
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-class Events(ClientEventHandler, SubscriptionEventHandler):
-    """Records every SDK event of a client or a subscription.
-
-    ``await events.next("publication")`` takes the next event of that kind (waiting at most
-    ``WAIT`` seconds); ``events.log`` keeps all of them in order. When ``hold_reconnect`` is
-    set, an ``on_connecting`` for a lost connection blocks until the event is set: the SDK
-    schedules its reconnect only after the handler returns, so the test decides when the
-    client comes back.
-    """
-
-    def __init__(self) -> None:
-        self.log: list[tuple[str, Any]] = []
-        self._queues: defaultdict[str, asyncio.Queue[Any]] = defaultdict(asyncio.Queue)
-        self.hold_reconnect: asyncio.Event | None = None
-
-    def _record(self, kind: str, ctx: Any) -> None:
-        self.log.append((kind, ctx))
-        self._queues[kind].put_nowait(ctx)
-
-    async def next(self, kind: str, within: float = WAIT) -> Any:
-        async with asyncio.timeout(within):
-            return await self._queues[kind].get()
-
-    def pending(self, kind: str) -> int:
-        """Events of ``kind`` recorded and not yet taken with :meth:`next`."""
-        return self._queues[kind].qsize()
-
-    def of(self, kind: str) -> list[Any]:
-        return [ctx for k, ctx in self.log if k == kind]
-
-    async def on_connecting(self, ctx: Any) -> None:
-        self._record("connecting", ctx)
-        if self.hold_reconnect is not None and ctx.code != SDK_CONNECT_CALLED:
-            async with asyncio.timeout(WAIT):
-                await self.hold_reconnect.wait()
-
-    async def on_connected(self, ctx: Any) -> None:
-        self._record("connected", ctx)
-
-    async def on_disconnected(self, ctx: Any) -> None:
-        self._record("disconnected", ctx)
-
-    async def on_error(self, ctx: Any) -> None:
-        self._record("error", ctx)
-
-    async def on_subscribing(self, ctx: Any) -> None:
-        self._record("subscribing", ctx)
-
-    async def on_subscribed(self, ctx: Any) -> None:
-        self._record("subscribed", ctx)
-
-    async def on_unsubscribed(self, ctx: Any) -> None:
-        self._record("unsubscribed", ctx)
-
-    async def on_publication(self, ctx: Any) -> None:
-        self._record("publication", ctx)
-
-    async def on_join(self, ctx: Any) -> None:
-        self._record("join", ctx)
-
-    async def on_leave(self, ctx: Any) -> None:
-        self._record("leave", ctx)
 
 
 def make_hub(*, auth: JWTAuth | None = None, **settings: Any) -> Hub:
@@ -910,26 +842,15 @@ async def test_hub_unsubscribe_user_ends_the_subscription_with_2000() -> None:
 # -- liveness -----------------------------------------------------------------------------
 
 
-async def read_until_closed(ws: websockets.ClientConnection, messages: list[str]) -> None:
-    """Collect every message the server sends (never answering) until it closes."""
-    async with asyncio.timeout(WAIT):
-        while True:
-            frame = await ws.recv()
-            assert isinstance(frame, str)
-            messages.extend(frame.split("\n"))
-
-
 async def test_client_that_never_answers_pings_is_closed_with_3012() -> None:
     hub = make_hub(allow_anonymous=True, ping_interval=0.3, pong_timeout=0.2)
     async with serve(hub) as url:
-        frames: list[str] = []
-        async with websockets.connect(url, subprotocols=[websockets.Subprotocol("centrifuge-json")]) as ws:
-            await ws.send(json.dumps({"id": 1, "connect": {}}))
-            with pytest.raises(websockets.ConnectionClosed) as exc_info:
-                await read_until_closed(ws, frames)
-        reply = json.loads(frames[0])
+        async with ProtocolClient.connected(url) as client:
+            await client.send({"id": 1, "connect": {}})
+            async with asyncio.timeout(WAIT):  # every message the server sends (never answering) until it closes
+                messages, code, reason = await client.closed_with_reason()
+        reply = messages[0]
         assert reply["id"] == 1
         assert reply["connect"]["pong"] is True
-        assert "{}" in frames[1:]  # at least one server ping
-        assert exc_info.value.rcvd is not None
-        assert (exc_info.value.rcvd.code, exc_info.value.rcvd.reason) == (3012, "no pong")
+        assert {} in messages[1:]  # at least one server ping
+        assert (code, reason) == (3012, "no pong")

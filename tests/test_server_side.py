@@ -20,14 +20,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import jwt
-import orjson
-import pytest
-from centrifuge import Client, ClientEventHandler, ClientState
+from centrifuge import Client, ClientState
 from fastapi import FastAPI, WebSocket
+from sdk_events import SDK_CONNECT_CALLED, Events
 from servers import running_server
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
-from websockets.typing import Subprotocol
+from websockets.asyncio.client import connect
+from wsclient import ProtocolClient
 
 from fastapi_realtime import (
     ChannelOptions,
@@ -56,48 +54,9 @@ NAMESPACES = {
 }
 CLOCK_SLACK = 0.05
 """Seconds allowed between the server's loop clock and this test's wall clock."""
-SDK_CONNECT_CALLED = 0
-"""centrifuge-python's ``on_connecting`` code for a connect started by ``client.connect()``."""
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-class Events(ClientEventHandler):
-    """Records the client-level events of a centrifuge-python client, one queue per kind."""
-
-    def __init__(self) -> None:
-        self.log: list[tuple[str, Any]] = []
-        self._queues: defaultdict[str, asyncio.Queue[Any]] = defaultdict(asyncio.Queue)
-
-    def _record(self, kind: str, ctx: Any) -> None:
-        self.log.append((kind, ctx))
-        self._queues[kind].put_nowait(ctx)
-
-    async def next(self, kind: str) -> Any:
-        async with asyncio.timeout(WAIT):
-            return await self._queues[kind].get()
-
-    def of(self, kind: str) -> list[Any]:
-        return [ctx for k, ctx in self.log if k == kind]
-
-    async def on_connecting(self, ctx: Any) -> None:
-        self._record("connecting", ctx)
-
-    async def on_connected(self, ctx: Any) -> None:
-        self._record("connected", ctx)
-
-    async def on_disconnected(self, ctx: Any) -> None:
-        self._record("disconnected", ctx)
-
-    async def on_subscribed(self, ctx: Any) -> None:
-        self._record("subscribed", ctx)
-
-    async def on_unsubscribed(self, ctx: Any) -> None:
-        self._record("unsubscribed", ctx)
-
-    async def on_publication(self, ctx: Any) -> None:
-        self._record("publication", ctx)
 
 
 class ObservedBroker(MemoryBroker):
@@ -162,45 +121,9 @@ async def sdk_client(url: str, **options: Any) -> AsyncIterator[tuple[Client, Ev
         await client.disconnect()
 
 
-class Wire:
-    """A raw Centrifuge JSON client: sends frames, reads one message (a line of a frame) at a time."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self._pending: list[dict[str, Any]] = []
-
-    async def send(self, message: dict[str, Any]) -> None:
-        await self.ws.send(orjson.dumps(message).decode())
-
-    async def message(self) -> dict[str, Any]:
-        async with asyncio.timeout(WAIT):
-            while not self._pending:
-                frame = await self.ws.recv()
-                assert isinstance(frame, str), f"binary frame from the server: {frame!r}"
-                self._pending.extend(orjson.loads(line) for line in frame.split("\n"))
-        return self._pending.pop(0)
-
-    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        await self.send(message)
-        return await self.message()
-
-    async def closed(self) -> tuple[list[dict[str, Any]], int, str]:
-        """Read until the server closes: the messages that came first, the close code and reason."""
-        messages = []
-        with pytest.raises(ConnectionClosed) as closed:  # noqa: PT012 - reading until the close is the point
-            while True:
-                messages.append(await self.message())
-        frame = closed.value.rcvd
-        assert frame is not None, "closed without a close frame from the server"
-        return messages, frame.code, frame.reason
-
-
-@contextlib.asynccontextmanager
-async def wire(url: str) -> AsyncIterator[Wire]:
-    async with connect(
-        f"{url}/connection/websocket", subprotocols=[Subprotocol("centrifuge-json")], open_timeout=WAIT
-    ) as ws:
-        yield Wire(ws)
+def wire(url: str) -> contextlib.AbstractAsyncContextManager[ProtocolClient]:
+    """A raw Centrifuge JSON client on the protocol endpoint (it does not answer pings)."""
+    return ProtocolClient.connected(f"{url}/connection/websocket", timeout=WAIT)
 
 
 # -- hub.subscribe_user -------------------------------------------------------------------
@@ -390,7 +313,7 @@ async def test_tokenless_connect_reply_has_no_expiry_and_on_refresh_none_closes_
         assert set(reply["connect"]) == {"client", "version"}
         assert "expires" not in reply["connect"] and "ttl" not in reply["connect"]
 
-        assert await client.closed() == ([], 3005, "connection expired")
+        assert await client.closed_with_reason() == ([], 3005, "connection expired")
         assert len(refreshed) == 1
         assert refreshed[0] >= expire_at - CLOCK_SLACK
 
@@ -405,7 +328,7 @@ async def test_connection_that_never_sends_connect_is_closed_with_3502() -> None
         assert (await good.request({"id": 1, "connect": {"token": hs256("alice")}}))["id"] == 1
         async with wire(url) as stale:
             opened = time.monotonic()
-            assert await stale.closed() == ([], 3502, "stale")
+            assert await stale.closed_with_reason() == ([], 3502, "stale")
         assert time.monotonic() - opened >= delay - CLOCK_SLACK
         # A connection that did connect is not stale: it outlives the delay and answers.
         assert await good.request({"id": 2, "ping": {}}) == {"id": 2, "ping": {}}
@@ -418,5 +341,5 @@ async def test_connection_refused_at_connect_then_idle_is_closed_with_3502() -> 
         opened = time.monotonic()
         reply = await client.request({"id": 1, "connect": {}})
         assert reply == {"id": 1, "error": {"code": 101, "message": "unauthorized"}}
-        assert await client.closed() == ([], 3502, "stale")
+        assert await client.closed_with_reason() == ([], 3502, "stale")
         assert time.monotonic() - opened >= delay - CLOCK_SLACK

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 import time
 from collections.abc import AsyncIterator
@@ -20,16 +19,18 @@ from typing import Any
 
 import orjson
 import pytest
-from centrifuge import Client, ClientEventHandler, ClientState
+from centrifuge import Client, ClientState
 from fastapi import FastAPI, WebSocket
-from servers import running_server
+from sdk_events import Events
+from servers import running_server_logging_no_errors
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
+from wsclient import read_until_closed
 
 from fastapi_realtime import ChannelOptions, Hub, HubSettings
 
@@ -146,19 +147,8 @@ async def serving(caplog: pytest.LogCaptureFixture, *, ws: str = "auto", **setti
     settings.setdefault("ping_interval", 0)
     hub = Hub(HubSettings(allow_anonymous=True, namespaces={"": ChannelOptions()}, **settings))
     probe = Probe()
-    uvicorn_logger = logging.getLogger("uvicorn")
-    try:
-        async with running_server(make_app(hub, probe), ws=ws) as server:
-            # uvicorn's logging config, applied when the server was configured, resets the
-            # handlers of "uvicorn" and stops propagation there: listen on it directly.
-            uvicorn_logger.addHandler(caplog.handler)
-            yield Served(hub, server.ws_url, probe)
-    finally:
-        uvicorn_logger.removeHandler(caplog.handler)
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert not errors, "server logged errors:\n" + "\n".join(
-        f"{r.name}: {r.getMessage()}\n{caplog.handler.format(r)}" for r in errors
-    )
+    async with running_server_logging_no_errors(make_app(hub, probe), caplog, ws=ws) as server:
+        yield Served(hub, server.ws_url, probe)
 
 
 def opened(url: str, **options: Any) -> Any:
@@ -173,13 +163,8 @@ async def recv(ws: ClientConnection) -> str | bytes:
 
 async def closed(ws: ClientConnection) -> tuple[list[str | bytes], int, str]:
     """Read until the server closes: the frames that came first, the close code and reason."""
-    frames: list[str | bytes] = []
-    with pytest.raises(ConnectionClosed) as exc_info:  # noqa: PT012 - reading until the close is the point
-        async with asyncio.timeout(WAIT):
-            while True:
-                frames.append(await ws.recv())
-    frame = exc_info.value.rcvd
-    assert frame is not None, "closed without a close frame from the server"
+    async with asyncio.timeout(WAIT):
+        frames, frame = await read_until_closed(ws.recv)
     return frames, frame.code, frame.reason
 
 
@@ -252,17 +237,11 @@ async def test_client_offering_only_protobuf_is_closed_with_3506(caplog: pytest.
             assert await closed(ws) == ([], 3506, "inappropriate protocol: only JSON is supported")
 
         # centrifuge-python with use_protobuf=True: 3506 is terminal, the SDK does not retry.
-        disconnected: asyncio.Queue[Any] = asyncio.Queue()
-
-        class Events(ClientEventHandler):
-            async def on_disconnected(self, ctx: Any) -> None:
-                disconnected.put_nowait(ctx)
-
-        client = Client(served.url + PROTOCOL_PATH, events=Events(), use_protobuf=True, proxy=None, timeout=WAIT)
+        events = Events()
+        client = Client(served.url + PROTOCOL_PATH, events=events, use_protobuf=True, proxy=None, timeout=WAIT)
         try:
             await client.connect()
-            async with asyncio.timeout(WAIT):
-                ctx = await disconnected.get()
+            ctx = await events.next("disconnected", within=WAIT)
             assert ctx.code == 3506
             assert client.state == ClientState.DISCONNECTED
         finally:

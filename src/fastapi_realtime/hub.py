@@ -31,7 +31,7 @@ from .protocol.codecs import Codec
 from .protocol.codes import DisconnectCode, ErrorCode, UnsubscribeCode
 from .protocol.errors import Disconnect, ReplyError
 from .protocol.messages import ClientInfo, Publication, RawJSON, StreamPosition, to_raw
-from .session import Session, Subscription, Transport
+from .session import Flusher, Session, Subscription, Transport
 from .settings import HubSettings
 
 log = logging.getLogger("fastapi_realtime.hub")
@@ -74,6 +74,7 @@ class Node:
         self._no_sessions.set()
         self._presence_task: asyncio.Task[None] | None = None
         self._slice_started = 0.0
+        self._flusher = Flusher()
         self.on_session_closed: list[Callable[[Session], Awaitable[None]]] = []
         """Coroutines called with each session after it closed and left every channel."""
 
@@ -143,7 +144,7 @@ class Node:
             raise Disconnect(DisconnectCode.SHUTDOWN)
         if len(self._sessions) >= self.settings.max_connections:
             raise Disconnect(DisconnectCode.CONNECTION_LIMIT)
-        session = Session(transport, codec, self.settings, user=user or "", conn_info=conn_info)
+        session = Session(transport, codec, self.settings, user=user or "", conn_info=conn_info, flusher=self._flusher)
         self._sessions[session.id] = session
         if user is not None:
             self.set_user(session, user, conn_info)

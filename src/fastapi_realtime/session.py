@@ -1,10 +1,14 @@
-"""One connected client: a bounded outbound queue, one writer task, its subscriptions.
+"""One connected client: a bounded outbound queue, its writer, its subscriptions.
 
 The hub hands a session publications with :meth:`Session.deliver`, which never awaits: the
-frame is appended to the session's queue and the session's own writer task sends it. So a
-broadcast costs one append per subscriber, and a slow or dead client only fills its own
-queue; when the queue passes ``client_queue_max_bytes`` the session is closed with 3008
-``slow`` and its queue is dropped at once.
+frame is appended to the session's queue. After the fan-out, one loop callback (the hub's
+:class:`Flusher`) sends every dirty session's queue, batched into as few frames as the codec
+allows, for as long as each transport takes frames without waiting. A send that would wait,
+because the client is not reading, is finished by that session's own writer task, which then
+keeps the session until its queue is empty. So a broadcast costs one append per subscriber, a
+client that keeps up costs no task switch, and a slow or dead client only fills its own queue;
+when the queue passes ``client_queue_max_bytes`` the session is closed with 3008 ``slow`` and
+its queue is dropped at once.
 
 A session knows nothing of WebSockets: it drives a :class:`Transport`.
 """
@@ -16,7 +20,7 @@ import contextlib
 import logging
 import secrets
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -53,6 +57,58 @@ class Transport(Protocol):
     async def close(self, code: int, reason: str) -> None:
         """Close the connection with ``code`` and ``reason``."""
         ...
+
+
+class Flusher:
+    """Runs the pending flush of every session that queued frames, in one loop callback.
+
+    A fan-out to N sessions thus schedules one callback, not N; share one per hub.
+    """
+
+    def __init__(self) -> None:
+        self._dirty: list[Session] = []
+
+    def mark(self, session: Session) -> None:
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self._run)
+        self._dirty.append(session)
+
+    def _run(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for session in dirty:
+            session._flush()
+
+
+class _Resume:
+    """Finish, inside a task, a coroutine that was started by hand and had to wait.
+
+    ``send.send(None)`` ran it up to its first suspension, which yielded ``waiting_on``
+    (an asyncio future, or ``None`` for a bare yield); awaiting this object hands that to the
+    running task and drives the coroutine to its end, passing results and cancellation through.
+    """
+
+    def __init__(self, send: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
+        self._send = send
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        send, waiting_on = self._send, self._waiting_on
+        while True:
+            try:
+                result = yield waiting_on
+            except BaseException as exc:
+                try:
+                    waiting_on = send.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting_on = send.send(result)
+                except StopIteration:
+                    return
+
+    def close(self) -> None:
+        self._send.close()
 
 
 class SessionClosed(Exception):
@@ -98,6 +154,7 @@ class Session:
         user: str = "",
         conn_info: RawJSON | None = None,
         client_id: str | None = None,
+        flusher: Flusher | None = None,
     ) -> None:
         self.transport = transport
         self.codec = codec
@@ -123,6 +180,12 @@ class Session:
         self._pong_due: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._flushed = asyncio.Event()
+        self._flusher = flusher or Flusher()
+        self._flush_scheduled = False
+        self._writer_busy = False
+        """The writer task is sending; :meth:`_flush` leaves the queue to it."""
+        self._writing_stopped = False
+        self._suspended_send: _Resume | None = None
         self._close_requested = False
         self.any_frame_is_pong = False
         """Count every incoming frame as a pong (for codecs whose peers cannot answer pings)."""
@@ -156,7 +219,9 @@ class Session:
         self._queue.append(frame)
         self._queued_bytes += len(frame)
         self._flushed.clear()
-        self._wakeup.set()
+        if not self._flush_scheduled and not self._writer_busy:
+            self._flush_scheduled = True
+            self._flusher.mark(self)
 
     def deliver(self, channel: str, pub: Publication) -> None:
         """Hand the session a publication of ``channel`` (called by the hub's fan-out)."""
@@ -205,36 +270,71 @@ class Session:
         else:
             self.close(DisconnectCode.INSUFFICIENT_STATE)
 
-    async def _write_loop(self) -> None:
-        batching = self.codec.batching
-        max_batch = self.settings.client_max_batch_bytes
+    def _next_frame(self) -> Frame:
+        """Take the next frame off the queue: several queued messages joined by ``\n`` when
+        the codec batches, up to ``client_max_batch_bytes``."""
         queue = self._queue
+        first = queue.popleft()
+        self._queued_bytes -= len(first)
+        if not (self.codec.batching and queue and isinstance(first, str)):
+            return first
+        parts = [first]
+        size = len(first)
+        max_batch = self.settings.client_max_batch_bytes
+        while queue and isinstance(queue[0], str) and size + len(queue[0]) < max_batch:
+            nxt = queue.popleft()
+            assert isinstance(nxt, str)
+            self._queued_bytes -= len(nxt)
+            size += len(nxt) + 1
+            parts.append(nxt)
+        return "\n".join(parts)
+
+    def _flush(self) -> None:
+        """Send what is queued from a loop callback, for as long as the transport takes frames
+        without waiting. The first send that has to wait (the client is not reading) is handed
+        to the writer task, so the fan-out and this callback never wait on a socket, and a
+        client that keeps up costs no task switch per message."""
+        self._flush_scheduled = False
+        if self._writer_busy or self._writing_stopped:
+            return
+        while self._queue:
+            send = self.transport.send(self._next_frame())
+            try:
+                waiting_on = send.send(None)
+            except StopIteration:
+                continue
+            except Exception as exc:
+                send.close()
+                self._write_failed(exc)
+                return
+            self._writer_busy = True
+            self._suspended_send = _Resume(send, waiting_on)
+            self._wakeup.set()
+            return
+        self._flushed.set()
+
+    async def _write_loop(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            self._writer_busy = True
             try:
-                await self._send_queued(queue, batching, max_batch)
-            except Exception as exc:  # the transport broke: nothing more can be written
-                log.debug("write to session %s failed: %r", self.id, exc)
-                self._mark_closed(DisconnectCode.WRITE_ERROR, DisconnectCode.WRITE_ERROR.reason)
+                if self._suspended_send is not None:
+                    suspended, self._suspended_send = self._suspended_send, None
+                    await suspended
+                while self._queue:
+                    await self.transport.send(self._next_frame())
+            except Exception as exc:
+                self._write_failed(exc)
                 return
+            finally:
+                self._writer_busy = False
             self._flushed.set()
 
-    async def _send_queued(self, queue: deque[Frame], batching: bool, max_batch: int) -> None:
-        while queue:
-            first = queue.popleft()
-            self._queued_bytes -= len(first)
-            if batching and queue and isinstance(first, str):
-                parts = [first]
-                size = len(first)
-                while queue and isinstance(queue[0], str) and size + len(queue[0]) < max_batch:
-                    nxt = queue.popleft()
-                    assert isinstance(nxt, str)
-                    self._queued_bytes -= len(nxt)
-                    size += len(nxt) + 1
-                    parts.append(nxt)
-                first = "\n".join(parts)
-            await self.transport.send(first)
+    def _write_failed(self, exc: Exception) -> None:
+        """The transport broke: nothing more can be written."""
+        log.debug("write to session %s failed: %r", self.id, exc)
+        self._mark_closed(DisconnectCode.WRITE_ERROR, DisconnectCode.WRITE_ERROR.reason)
 
     # -- inbound ----------------------------------------------------------------------
 
@@ -385,9 +485,13 @@ class Session:
             # Flush what was queued before the close (e.g. a disconnect reason), bounded in time.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._drain(), self.settings.shutdown_timeout)
+        self._writing_stopped = True
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await writer
+        if self._suspended_send is not None:
+            self._suspended_send.close()
+            self._suspended_send = None
         self._queue.clear()
         self._queued_bytes = 0
         if self._close_requested:
@@ -397,6 +501,6 @@ class Session:
                 )
 
     async def _drain(self) -> None:
-        while self._queue:
+        while self._queue or self._suspended_send is not None:
             self._wakeup.set()
             await self._flushed.wait()

@@ -17,7 +17,7 @@ async def test_a_gap_unsubscribes_the_protocol_client_with_2500_so_it_resubscrib
     async with Hub(settings) as hub:
         transport, codec = FakeTransport(), CentrifugeCodec()
         session = hub.open_session(transport, codec, user=None)
-        handler = ClientHandler(hub, session, codec, hooks=hub.hooks, verifier=None)
+        handler = ClientHandler(hub, session, codec)
         runner = asyncio.create_task(hub.serve(session, handler.serve))
         transport.feed('{"id":1,"connect":{}}\n{"id":2,"subscribe":{"channel":"news:a","positioned":true}}')
         await transport.wait_sent(2)

@@ -131,8 +131,6 @@ class Hub(Node):
             self,
             session,
             codec,
-            hooks=self.hooks,
-            verifier=self.auth,
             headers=dict(websocket.headers),
             initial_connect=initial_connect,
         )

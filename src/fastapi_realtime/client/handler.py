@@ -19,11 +19,9 @@ from ..hooks import (
     ConnectContext,
     ConnectReply,
     Credentials,
-    Hooks,
     PublishContext,
     RefreshContext,
     RPCContext,
-    TokenVerifier,
 )
 from ..hub import Node
 from ..protocol import encode
@@ -78,8 +76,6 @@ class ClientHandler:
         session: Session,
         codec: CentrifugeCodec,
         *,
-        hooks: Hooks,
-        verifier: TokenVerifier | None,
         transport_name: str = "websocket",
         headers: Mapping[str, str] | None = None,
         initial_connect: Frame | None = None,
@@ -90,8 +86,8 @@ class ClientHandler:
         self.unidirectional = codec.unidirectional
         self._initial_connect = initial_connect
         self.settings = hub.settings
-        self.hooks = hooks
-        self.verifier = verifier
+        self.hooks = hub.hooks
+        self.verifier = hub.auth
         self.transport_name = transport_name
         self.headers = dict(headers or {})
         self.connected = False
@@ -101,7 +97,7 @@ class ClientHandler:
         self._deadline: asyncio.TimerHandle | None = None
         """Closes a stale connection before connect, expires or refreshes it after."""
         self._server_refresh = False
-        self.subscriptions = Subscriptions(hub, session, codec, hooks=hooks, verifier=verifier)
+        self.subscriptions = Subscriptions(hub, session, codec)
 
     # -- loop -------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from ..hooks import Hooks, SubscribeContext, SubscriptionGrant, TokenVerifier
+from ..hooks import SubscribeContext, SubscriptionGrant
 from ..hub import Node
 from ..protocol import encode
 from ..protocol.codecs import CentrifugeCodec
@@ -56,16 +56,13 @@ class Subscriptions:
         hub: Node,
         session: Session,
         codec: CentrifugeCodec,
-        *,
-        hooks: Hooks,
-        verifier: TokenVerifier | None,
     ) -> None:
         self.hub = hub
         self.session = session
         self.codec = codec
         self.settings = hub.settings
-        self.hooks = hooks
-        self.verifier = verifier
+        self.hooks = hub.hooks
+        self.verifier = hub.auth
         self._expiry: dict[str, asyncio.TimerHandle] = {}
         self._connected = asyncio.Event()
         session.on_insufficient_state = self._insufficient_state

@@ -101,7 +101,9 @@ class Hub(Node):
         await websocket.accept(JSON_SUBPROTOCOL if JSON_SUBPROTOCOL in offered else None)
         transport = WebSocketTransport(websocket)
         if PROTOBUF_SUBPROTOCOL in offered and JSON_SUBPROTOCOL not in offered:
-            await transport.close(3506, "inappropriate protocol: only JSON is supported")
+            await transport.close(
+                DisconnectCode.INAPPROPRIATE_PROTOCOL, "inappropriate protocol: only JSON is supported"
+            )
             return
         await self._serve_protocol(websocket, transport, CentrifugeCodec())
 

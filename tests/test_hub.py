@@ -359,3 +359,21 @@ async def test_a_publish_burst_yields_to_other_tasks_after_the_publish_slice(
             await hub.publish("room", i)
             ran_during_burst = ran_during_burst or other_ran.is_set()
         assert ran_during_burst is yields_during_burst
+
+
+async def test_a_failing_flush_closes_only_that_session(hub: Hub, caplog: pytest.LogCaptureFixture) -> None:
+    async with open_session(hub) as (broken, broken_t), open_session(hub) as (fine, fine_t):
+        await join(hub, broken, "room")
+        await join(hub, fine, "room")
+
+        def explode() -> None:
+            raise RuntimeError("bug")
+
+        broken._next_frame = explode  # type: ignore[method-assign]
+        await hub.publish("room", "x")
+        await fine_t.wait_sent(1)
+        await asyncio.wait_for(broken_t.closed.wait(), 5)
+        assert broken_t.closed_with is not None
+        assert broken_t.closed_with[0] == DisconnectCode.INTERNAL
+        assert not fine.closed
+    assert "flushing session" in caplog.text

@@ -76,7 +76,11 @@ class Flusher:
     def _run(self) -> None:
         dirty, self._dirty = self._dirty, []
         for session in dirty:
-            session._flush()
+            try:
+                session._flush()
+            except Exception:  # a bug must cost one session, not every session after it
+                log.exception("flushing session %s failed", session.id)
+                session.close(DisconnectCode.INTERNAL)
 
 
 class _Resume:
@@ -484,7 +488,7 @@ class Session:
         if self._close_requested and self._queue and not writer.done():
             # Flush what was queued before the close (e.g. a disconnect reason), bounded in time.
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._drain(), self.settings.shutdown_timeout)
+                await asyncio.wait_for(self._drain(writer), self.settings.shutdown_timeout)
         self._writing_stopped = True
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -500,7 +504,10 @@ class Session:
                     self.transport.close(self.close_code, self.close_reason), self.settings.shutdown_timeout
                 )
 
-    async def _drain(self) -> None:
-        while self._queue or self._suspended_send is not None:
+    async def _drain(self, writer: asyncio.Task[None]) -> None:
+        """Let the writer send what is queued; returns early if the writer gives up."""
+        while (self._queue or self._suspended_send is not None) and not writer.done():
             self._wakeup.set()
-            await self._flushed.wait()
+            flushed = asyncio.ensure_future(self._flushed.wait())
+            await asyncio.wait((flushed, writer), return_when=asyncio.FIRST_COMPLETED)
+            flushed.cancel()

@@ -4,8 +4,8 @@ The hub hands a session publications with :meth:`Session.deliver`, which never a
 frame is appended to the session's queue. After the fan-out, one loop callback (the hub's
 :class:`Flusher`) sends every dirty session's queue, batched into as few frames as the codec
 allows, for as long as each transport takes frames without waiting. A send that would wait,
-because the client is not reading, is finished by that session's own writer task, which then
-keeps the session until its queue is empty. So a broadcast costs one append per subscriber, a
+because the client is not reading, is finished by a writer task started for that session,
+which sends its queue until it is empty and then ends. So a broadcast costs one append per subscriber, a
 client that keeps up costs no task switch, and a slow or dead client only fills its own queue;
 when the queue passes ``client_queue_max_bytes`` the session is closed with 3008 ``slow`` and
 its queue is dropped at once.
@@ -175,7 +175,6 @@ class Session:
         """Called when the server subscribes this session to a channel at run time."""
         self._queue: deque[Frame] = deque()
         self._queued_bytes = 0
-        self._wakeup = asyncio.Event()
         self._incoming: asyncio.Queue[Frame] | None = None
         """Frames read ahead for a consumer outside the session (see :meth:`run`)."""
         self._closed = asyncio.Event()
@@ -183,11 +182,13 @@ class Session:
         self.close_reason = ""
         self._pong_due: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._flushed = asyncio.Event()
         self._flusher = flusher or Flusher()
         self._flush_scheduled = False
+        self._writer: asyncio.Task[None] | None = None
+        """Sends for a client that is not keeping up; exists only while it is behind."""
         self._writer_busy = False
         """The writer task is sending; :meth:`_flush` leaves the queue to it."""
+        self._write_failed_once = False
         self._writing_stopped = False
         self._suspended_send: _Resume | None = None
         self._close_requested = False
@@ -222,7 +223,6 @@ class Session:
     def _append(self, frame: Frame) -> None:
         self._queue.append(frame)
         self._queued_bytes += len(frame)
-        self._flushed.clear()
         if not self._flush_scheduled and not self._writer_busy:
             self._flush_scheduled = True
             self._flusher.mark(self)
@@ -311,33 +311,31 @@ class Session:
                 send.close()
                 self._write_failed(exc)
                 return
-            self._writer_busy = True
             self._suspended_send = _Resume(send, waiting_on)
-            self._wakeup.set()
+            self._start_writer()
             return
-        self._flushed.set()
 
-    async def _write_loop(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            self._writer_busy = True
-            try:
-                if self._suspended_send is not None:
-                    suspended, self._suspended_send = self._suspended_send, None
-                    await suspended
-                while self._queue:
-                    await self.transport.send(self._next_frame())
-            except Exception as exc:
-                self._write_failed(exc)
-                return
-            finally:
-                self._writer_busy = False
-            self._flushed.set()
+    def _start_writer(self) -> None:
+        self._writer_busy = True  # from now on the queue is the writer's
+        self._writer = asyncio.create_task(self._write_out(), name=f"session-{self.id}-writer")
+
+    async def _write_out(self) -> None:
+        """Finish the send that had to wait, then send the queue until it is empty."""
+        try:
+            if self._suspended_send is not None:
+                suspended, self._suspended_send = self._suspended_send, None
+                await suspended
+            while self._queue:
+                await self.transport.send(self._next_frame())
+        except Exception as exc:
+            self._write_failed(exc)
+        finally:
+            self._writer_busy = False
 
     def _write_failed(self, exc: Exception) -> None:
         """The transport broke: nothing more can be written."""
         log.debug("write to session %s failed: %r", self.id, exc)
+        self._write_failed_once = True
         self._mark_closed(DisconnectCode.WRITE_ERROR, DisconnectCode.WRITE_ERROR.reason)
 
     # -- inbound ----------------------------------------------------------------------
@@ -465,7 +463,6 @@ class Session:
         hand-written endpoint, whose :meth:`receive` also returns when the session closes.
         Returns once every task of the session has finished and the transport is closed.
         """
-        writer = asyncio.create_task(self._write_loop(), name=f"session-{self.id}-writer")
         if handler is None:
             self._incoming = asyncio.Queue(maxsize=1)
             self.start_task(self._read_ahead(self._incoming), name=f"session-{self.id}-reader")
@@ -474,25 +471,27 @@ class Session:
         try:
             await self._closed.wait()
         finally:
-            await self._shutdown(writer)
+            await self._shutdown()
 
     async def _run_handler(self, handler: Callable[[], Awaitable[None]]) -> None:
         with contextlib.suppress(SessionClosed):
             await handler()
         self.close(NORMAL_CLOSURE, "")  # a handler that returns is done with the connection
 
-    async def _shutdown(self, writer: asyncio.Task[None]) -> None:
+    async def _shutdown(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._close_requested and self._queue and not writer.done():
+        slow = self.close_code == DisconnectCode.SLOW
+        if self._close_requested and not slow and (self._queue or self._writer_busy):
             # Flush what was queued before the close (e.g. a disconnect reason), bounded in time.
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._drain(writer), self.settings.shutdown_timeout)
+                await asyncio.wait_for(self._drain(), self.settings.shutdown_timeout)
         self._writing_stopped = True
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await writer
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._writer
         if self._suspended_send is not None:
             self._suspended_send.close()
             self._suspended_send = None
@@ -504,10 +503,12 @@ class Session:
                     self.transport.close(self.close_code, self.close_reason), self.settings.shutdown_timeout
                 )
 
-    async def _drain(self, writer: asyncio.Task[None]) -> None:
-        """Let the writer send what is queued; returns early if the writer gives up."""
-        while (self._queue or self._suspended_send is not None) and not writer.done():
-            self._wakeup.set()
-            flushed = asyncio.ensure_future(self._flushed.wait())
-            await asyncio.wait((flushed, writer), return_when=asyncio.FIRST_COMPLETED)
-            flushed.cancel()
+    async def _drain(self) -> None:
+        """Send what is queued through the writer task; stop if writing fails."""
+        while not self._write_failed_once:
+            if self._writer is None or self._writer.done():
+                if not self._queue:
+                    return
+                self._start_writer()
+            assert self._writer is not None
+            await self._writer

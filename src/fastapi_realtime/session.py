@@ -5,10 +5,10 @@ frame is appended to the session's queue. After the fan-out, one loop callback (
 :class:`Flusher`) sends every dirty session's queue, batched into as few frames as the codec
 allows, for as long as each transport takes frames without waiting. A send that would wait,
 because the client is not reading, is finished by a writer task started for that session,
-which sends its queue until it is empty and then ends. So a broadcast costs one append per subscriber, a
-client that keeps up costs no task switch, and a slow or dead client only fills its own queue;
-when the queue passes ``client_queue_max_bytes`` the session is closed with 3008 ``slow`` and
-its queue is dropped at once.
+which sends its queue until it is empty and then ends. So a broadcast costs one append per
+subscriber, a client that keeps up costs no task switch, and a slow or dead client only fills
+its own queue; when the queue passes ``client_queue_max_bytes`` the session is closed with
+3008 ``slow`` and its queue is dropped at once.
 
 A session knows nothing of WebSockets: it drives a :class:`Transport`.
 """
@@ -188,8 +188,8 @@ class Session:
         """Sends for a client that is not keeping up; exists only while it is behind."""
         self._writer_busy = False
         """The writer task is sending; :meth:`_flush` leaves the queue to it."""
-        self._write_failed_once = False
         self._writing_stopped = False
+        """Set when a write failed or the session shut down: nothing more is sent."""
         self._suspended_send: _Resume | None = None
         self._close_requested = False
         self.any_frame_is_pong = False
@@ -335,7 +335,7 @@ class Session:
     def _write_failed(self, exc: Exception) -> None:
         """The transport broke: nothing more can be written."""
         log.debug("write to session %s failed: %r", self.id, exc)
-        self._write_failed_once = True
+        self._writing_stopped = True
         self._mark_closed(DisconnectCode.WRITE_ERROR, DisconnectCode.WRITE_ERROR.reason)
 
     # -- inbound ----------------------------------------------------------------------
@@ -505,7 +505,7 @@ class Session:
 
     async def _drain(self) -> None:
         """Send what is queued through the writer task; stop if writing fails."""
-        while not self._write_failed_once:
+        while not self._writing_stopped:
             if self._writer is None or self._writer.done():
                 if not self._queue:
                     return

@@ -102,9 +102,9 @@ class Broker(ABC):
         """Read the stream of ``channel``.
 
         ``since`` pages from a position (its epoch is not checked here): forward it keeps the
-        publications with a larger offset, with ``reverse`` those with a smaller one, newest
-        first. ``limit`` caps how many are returned (``None``: all, 0: none, only the
-        position). ``reverse`` returns newest first. A channel with no stream gets one, with a new epoch
+        publications with a larger offset, with ``reverse`` those with a smaller one. ``limit``
+        caps how many are returned (``None``: all, 0: none, only the position). ``reverse``
+        returns newest first. A channel with no stream gets one, with a new epoch
         that lives ``meta_ttl`` seconds, so the position returned is always stable.
         """
 

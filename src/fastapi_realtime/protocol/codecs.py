@@ -55,13 +55,12 @@ class CentrifugeCodec:
         self.name = encode.UNI_JSON_CODEC if unidirectional else encode.JSON_CODEC
         self.batching = not unidirectional
         self.expects_pong = not unidirectional
-        self._wrapped = not unidirectional
 
     def _push(self, channel: str, kind: str, body: Mapping[str, Any]) -> str:
-        return encode.push(channel, kind, body, wrapped=self._wrapped)
+        return encode.push(channel, kind, body, wrapped=not self.unidirectional)
 
     def publication(self, channel: str, pub: Publication) -> str:
-        return encode.pub_push_frame(channel, pub, wrapped=self._wrapped)
+        return encode.pub_push_frame(channel, pub, wrapped=not self.unidirectional)
 
     def join(self, channel: str, info: ClientInfo) -> str:
         return self._push(channel, "join", {"info": encode.client_info_dict(info)})

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
-from fastapi import APIRouter, Body, Request, Response, Security
+from fastapi import APIRouter, Body, HTTPException, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
@@ -464,8 +464,11 @@ def _json(content: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status, media_type="application/json")
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """Raised while FastAPI reads the body; an ``HTTPException`` so that FastAPI lets it through."""
+
+    def __init__(self) -> None:
+        super().__init__(413)
 
 
 class _LimitedRequest(Request):

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import fnmatch
 import logging
+import os
 import secrets
 import socket
 import time
@@ -558,7 +559,7 @@ class Node:
         stats = self.stats
         return NodeInfo(
             uid=self.node_id,
-            name=f"{socket.gethostname()}_{id(self):x}",
+            name=f"{socket.gethostname()}_{os.getpid()}",
             version=__version__,
             num_clients=stats["sessions"],
             num_users=stats["users"],

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, HTTPException, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
+from starlette.types import Scope
 
 from ..hub import Node
 from ..protocol.codes import ErrorCode
@@ -54,6 +55,13 @@ class _LimitedRequest(Request):
         return self._body
 
 
+def _as_json(scope: Scope) -> Scope:
+    """``scope`` with ``Content-Type: application/json``: like Centrifugo, the API reads every
+    body as JSON, whatever the client said (``curl -d`` says it is a form)."""
+    headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+    return {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+
+
 @dataclass(frozen=True, slots=True)
 class _Guard:
     key: bytes
@@ -83,7 +91,7 @@ class _GuardedRoute(APIRoute):
         async def guarded(request: Request) -> Response:
             if not guard.authorized(request):
                 return _json(error(ErrorCode.UNAUTHORIZED, "unauthorized: missing or wrong API key"), 401)
-            limited = _LimitedRequest(request.scope, request.receive)
+            limited = _LimitedRequest(_as_json(request.scope), request.receive)
             limited.max_bytes = guard.max_body_bytes
             try:
                 return await handler(limited)

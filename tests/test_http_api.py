@@ -38,11 +38,22 @@ from cent import (
 from cent.dto import Disconnect as CentDisconnect
 from cent.dto import StreamPosition as CentStreamPosition
 from cent.exceptions import CentApiResponseError, CentTransportError, CentUnauthorizedError
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from servers import running_server
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 from wsclient import ProtocolClient
 
-from fastapi_realtime import ChannelOptions, Hub, HubSettings, JWTAuth
+from fastapi_realtime import (
+    ChannelOptions,
+    Hub,
+    HubSettings,
+    JWTAuth,
+    MemoryBroker,
+    Publication,
+    PublishOptions,
+    StreamPosition,
+)
 from fastapi_realtime.idempotency import IdempotencyCache
 
 WAIT = 5.0
@@ -86,11 +97,19 @@ class Api:
 
 
 @contextlib.asynccontextmanager
-async def serve_api(**settings: Any) -> AsyncIterator[Api]:
+async def serve_api(broker: MemoryBroker | None = None, **settings: Any) -> AsyncIterator[Api]:
+    """The hub's protocol endpoint, its server API, and a tutorial-API echo at ``/echo/{user}``."""
     settings.setdefault("namespaces", NAMESPACES)
-    hub = Hub(HubSettings(ping_interval=0, **settings), auth=JWTAuth(secret=SECRET))
+    hub = Hub(HubSettings(ping_interval=0, **settings), broker=broker, auth=JWTAuth(secret=SECRET))
     app = FastAPI(lifespan=hub.lifespan)
     app.include_router(hub.router())
+
+    @app.websocket("/echo/{user}")
+    async def echo(websocket: WebSocket, user: str) -> None:
+        async with hub.connection(websocket, user=user) as conn:
+            async for text in conn.iter_text():
+                await conn.send_text(text)
+
     app.include_router(hub.api_router(api_key=KEY))
     async with running_server(app) as server:
         cent = AsyncClient(f"{server.http_url}/api", KEY, timeout=WAIT)
@@ -184,6 +203,22 @@ async def test_refresh_expires_a_connection_now_or_at_a_new_time() -> None:
             await api.cent.refresh(RefreshRequest(user="bob", client=bob, expire_at=int(time.time()) + 1))
             _, code = await ws.closed()
             assert code == 3005
+
+
+async def test_a_tutorial_connection_takes_expired_but_keeps_its_own_expiry() -> None:
+    async with serve_api() as api, connect(api.base.replace("http://", "ws://") + "/echo/carol") as ws:
+        await ws.send("first")
+        async with asyncio.timeout(WAIT):
+            assert await ws.recv() == "first"
+        await api.cent.refresh(RefreshRequest(user="carol", expire_at=int(time.time()) + 1))
+        await ws.send("still open")
+        async with asyncio.timeout(WAIT):
+            assert await ws.recv() == "still open"
+        await api.cent.refresh(RefreshRequest(user="carol", expired=True))
+        with pytest.raises(ConnectionClosed) as closed:
+            async with asyncio.timeout(WAIT):
+                await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 3005
 
 
 async def test_presence_and_presence_stats() -> None:
@@ -280,6 +315,23 @@ async def test_batch_reports_each_commands_error_in_its_place() -> None:
         assert replies[5]["info"]["nodes"][0]["uid"] == api.hub.node_id
 
 
+class FailingBroker(MemoryBroker):
+    """A memory broker whose publish fails, as a broker that lost its server would."""
+
+    async def publish(self, channel: str, pub: Publication, opts: PublishOptions) -> StreamPosition:
+        raise ConnectionError("broker unreachable")
+
+
+async def test_a_failing_broker_gives_error_100_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async with serve_api(broker=FailingBroker()) as api:
+        status, reply = await api.post("publish", {"channel": "chat:f", "data": 1})
+        assert (status, reply) == (200, {"error": {"code": 100, "message": "internal server error"}})
+        with pytest.raises(CentApiResponseError) as failed:
+            await api.cent.publish(PublishRequest(channel="chat:f", data=1, idempotency_key="k"))
+        assert failed.value.code == 100
+    assert any(r.name == "fastapi_realtime.api" and r.exc_info for r in caplog.records)
+
+
 # -- the key ------------------------------------------------------------------------------
 
 
@@ -297,6 +349,8 @@ async def test_a_wrong_or_missing_key_gets_401_and_publishes_nothing() -> None:
                 response = await anonymous.post("/api/publish", json=body, headers=headers)
                 assert response.status_code == 401
                 assert response.json()["error"]["code"] == 101
+            response = await anonymous.post("/api/publish", json=body, params={"api_key": KEY})
+            assert response.status_code == 401  # no key in the URL, where logs would keep it
             response = await anonymous.post("/api/publish", content=b"not json", headers={"X-API-Key": "x"})
             assert response.status_code == 401  # the key is checked before the body is read
 

@@ -11,6 +11,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..hub import NodeInfo
+
 # -- request models ---------------------------------------------------------------------
 
 
@@ -195,19 +197,8 @@ class ChannelsResult(BaseModel):
     channels: dict[str, ChannelInfoModel]
 
 
-class NodeResult(BaseModel):
-    uid: str
-    name: str
-    version: str
-    num_clients: int
-    num_users: int
-    num_channels: int
-    num_subs: int
-    uptime: int
-
-
 class InfoResult(BaseModel):
-    nodes: list[NodeResult]
+    nodes: list[NodeInfo]
 
 
 class BatchResponse(BaseModel):

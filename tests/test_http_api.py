@@ -426,6 +426,30 @@ async def test_idempotency_window_expires_keys_and_failures_are_not_remembered()
     assert len(cache) == 2
 
 
+async def test_a_retry_waiting_on_a_cancelled_first_call_runs_it_itself() -> None:
+    cache: IdempotencyCache[str] = IdempotencyCache(window=10.0, max_keys=100)
+    started, never = asyncio.Event(), asyncio.Event()
+
+    async def stuck() -> str:
+        started.set()
+        await never.wait()
+        return "first"
+
+    async def retry() -> str:
+        return "retry"
+
+    first = asyncio.create_task(cache.run("k", stuck))
+    async with asyncio.timeout(WAIT):
+        await started.wait()
+    second = asyncio.create_task(cache.run("k", retry))
+    # Tasks step in FIFO order: the retry parks on the first call before the cancel lands.
+    asyncio.get_running_loop().call_soon(first.cancel)
+    async with asyncio.timeout(WAIT):
+        assert await second == "retry"
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
 async def test_skip_history_delivers_without_keeping() -> None:
     async with serve_api() as api, api.client("alice", "news:s") as (ws, _):
         result = await api.cent.publish(PublishRequest(channel="news:s", data="live only", skip_history=True))

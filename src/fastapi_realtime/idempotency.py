@@ -3,8 +3,8 @@
 A publish carrying an ``idempotency_key`` (the HTTP server API's option, as in Centrifugo)
 runs once per ``(channel, key)`` within ``HubSettings.idempotency_window`` seconds: a retry
 inside the window gets the first call's result without publishing again, and a retry that
-arrives while the first call is still running waits for it. A call that fails is forgotten,
-so its retry runs for real. The memory is per hub (per process).
+arrives while the first call is still running waits for it. A call that fails (or is cancelled)
+is forgotten, so its retry runs for real. The memory is per hub (per process).
 """
 
 from __future__ import annotations
@@ -38,9 +38,13 @@ class IdempotencyCache(Generic[T]):
         """Return the remembered result of ``key``, or await ``call()`` and remember its result."""
         now = self._clock()
         self._expire(now)
-        entry = self._entries.get(key)
-        if entry is not None:
-            return await asyncio.shield(entry[1])
+        while (entry := self._entries.get(key)) is not None:
+            try:
+                return await asyncio.shield(entry[1])
+            except asyncio.CancelledError:
+                if not entry[1].cancelled():
+                    raise  # this caller was cancelled
+                # The first call was cancelled before it finished: this one runs it instead.
         while len(self._entries) >= self.max_keys:
             self._entries.popitem(last=False)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()

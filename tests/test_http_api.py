@@ -482,11 +482,14 @@ async def test_b64data_must_decode_to_json() -> None:
 
 
 async def test_bad_input_gets_centrifugo_error_shapes() -> None:
-    async with serve_api(api_max_body_bytes=1000, api_max_commands=2) as api:
+    async with serve_api(api_max_body_bytes=3000, api_max_commands=2) as api:
         http = api.http
 
         # A body that is not a JSON object: HTTP 400 (as Centrifugo), with the error shape.
-        for content in [b"{not json", b"[1, 2]", b""]:
+        # Strict JSON: no NaN, no overflowing numbers, no lone surrogates, nesting within 1024 levels.
+        strict = [b'{"channel": "chat:x", "data": NaN}', b'{"channel": "chat:x", "data": 1e999}']
+        strict += [b'{"channel": "chat:x", "data": "\\ud800"}', b"[" * 1100 + b"]" * 1100, b"\xff"]
+        for content in [b"{not json", b"[1, 2]", b"", *strict]:
             response = await http.post("/api/publish", content=content, headers={"Content-Type": "application/json"})
             assert response.status_code == 400, content
             assert response.json()["error"]["code"] == 107
@@ -507,7 +510,11 @@ async def test_bad_input_gets_centrifugo_error_shapes() -> None:
             ],
             "subscribe": [({"user": "u", "channel": "chat:x", "info": {}}, "info: not supported by this server")],
             "disconnect": [({"user": "u", "disconnect": {"code": 1000}}, "disconnect.code must be 3000-4999")],
-            "refresh": [({"user": "u", "expire_at": -1}, "expire_at: Input should be greater than or equal to 0")],
+            "refresh": [
+                ({"user": "u", "expire_at": -1}, "expire_at: Input should be greater than or equal to 0"),
+                ({"user": "u", "expire_at": 2**63}, "expire_at: Input should be less than or equal to"),
+            ],
+            "history": [({"channel": "news:x", "since": {"offset": -1}}, "since.offset: Input should be greater")],
             "broadcast": [({"channels": ["a", "b", "c"], "data": 1}, "more than 2 channels")],
         }
         for method, cases in expectations.items():
@@ -524,7 +531,7 @@ async def test_bad_input_gets_centrifugo_error_shapes() -> None:
         assert unknown.value.code == 102
 
         # Limits: the body size (413) and the commands of a batch (400: a batch reply has no error field).
-        response = await http.post("/api/publish", json={"channel": "chat:x", "data": "x" * 2000})
+        response = await http.post("/api/publish", json={"channel": "chat:x", "data": "x" * 4000})
         assert (response.status_code, response.json()["error"]["code"]) == (413, 107)
         status, reply = await api.post("batch", {"commands": [{"info": {}}] * 3})
         assert (status, reply["error"]["code"]) == (400, 107)

@@ -218,7 +218,11 @@ def describe(errors: list[Any], skip: int) -> str:
     parts = []
     for err in errors:
         where = ".".join(str(p) for p in err["loc"][skip:]) or "body"
-        what = "not supported by this server" if err["type"] == "extra_forbidden" else err["msg"]
+        what = err["msg"]
+        if err["type"] == "extra_forbidden":
+            what = "not supported by this server"
+        elif err["type"] == "json_invalid":
+            where, what = "body", f"invalid JSON: {err.get('ctx', {}).get('error', what)}"
         parts.append(f"{where}: {what}")
     return "bad request: " + "; ".join(parts)
 

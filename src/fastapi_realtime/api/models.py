@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..hub import NodeInfo
 
+MAX_INT = 2**63 - 1
+"""Largest offset or time a request may carry (what a signed 64-bit field holds)."""
+
 # -- request models ---------------------------------------------------------------------
 
 
@@ -84,7 +87,7 @@ class RefreshRequest(APIRequest):
     user: str
     client: str | None = None
     expired: bool = Field(False, description="Close them now with 3005.")
-    expire_at: int = Field(0, ge=0, description="Their new expiry, Unix seconds (0: never).")
+    expire_at: int = Field(0, ge=0, le=MAX_INT, description="Their new expiry, Unix seconds (0: never).")
 
 
 class ChannelRequest(APIRequest):
@@ -96,7 +99,7 @@ class ChannelRequest(APIRequest):
 class StreamPositionModel(BaseModel):
     """A stream position: the offset of a publication and the stream's epoch."""
 
-    offset: int = 0
+    offset: int = Field(0, ge=0, le=MAX_INT)
     epoch: str = ""
 
 

@@ -54,6 +54,13 @@ class _LimitedRequest(Request):
             self._body = b"".join(chunks)
         return self._body
 
+    async def json(self) -> Any:
+        """Strict JSON (orjson): ``NaN``, ``1e999``, lone surrogates and nesting past 1024
+        levels are errors here, where Python's ``json`` would let them through or crash."""
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())
+        return self._json
+
 
 def _as_json(scope: Scope) -> Scope:
     """``scope`` with ``Content-Type: application/json``: like Centrifugo, the API reads every
@@ -98,6 +105,10 @@ class _GuardedRoute(APIRoute):
             except _BodyTooLarge:
                 message = f"bad request: body larger than {guard.max_body_bytes} bytes"
                 return _json(error(ErrorCode.BAD_REQUEST, message), 413)
+            except HTTPException as exc:  # FastAPI could not read the body at all
+                if exc.status_code != 400:
+                    raise
+                return _json(error(ErrorCode.BAD_REQUEST, f"bad request: {exc.detail}"), 400)
             except RequestValidationError as exc:
                 errors = list(exc.errors())
                 undecodable = whole or any(e["type"] == "json_invalid" or len(e["loc"]) < 2 for e in errors)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -102,7 +103,7 @@ async def serve_api(broker: MemoryBroker | None = None, **settings: Any) -> Asyn
     settings.setdefault("namespaces", NAMESPACES)
     hub = Hub(HubSettings(ping_interval=0, **settings), broker=broker, auth=JWTAuth(secret=SECRET))
     app = FastAPI(lifespan=hub.lifespan)
-    app.include_router(hub.router())
+    app.include_router(hub.router(uni_path="/connection/uni_websocket"))
 
     @app.websocket("/echo/{user}")
     async def echo(websocket: WebSocket, user: str) -> None:
@@ -203,6 +204,17 @@ async def test_refresh_expires_a_connection_now_or_at_a_new_time() -> None:
             await api.cent.refresh(RefreshRequest(user="bob", client=bob, expire_at=int(time.time()) + 1))
             _, code = await ws.closed()
             assert code == 3005
+
+
+async def test_refresh_with_a_later_expire_at_tells_a_unidirectional_client() -> None:
+    async with serve_api() as api, connect(api.base.replace("http://", "ws://") + "/connection/uni_websocket") as ws:
+        await ws.send(json.dumps({"token": token("dora")}))
+        async with asyncio.timeout(WAIT):
+            assert "connect" in json.loads(await ws.recv())
+        await api.cent.refresh(RefreshRequest(user="dora", expire_at=int(time.time()) + 600))
+        async with asyncio.timeout(WAIT):
+            refresh = json.loads(await ws.recv())["refresh"]
+        assert refresh["expires"] is True and 590 <= refresh["ttl"] <= 600
 
 
 async def test_a_tutorial_connection_takes_expired_but_keeps_its_own_expiry() -> None:
@@ -550,6 +562,7 @@ async def test_the_openapi_docs_show_the_typed_models_and_the_key() -> None:
         "$ref": "#/components/schemas/PublishRequest"
     }
     assert publish["security"] == [{"APIKeyHeader": []}]
+    assert {"200", "400", "401", "413"} <= set(publish["responses"])
     assert {"PublishRequest", "BroadcastRequest", "HistoryResult", "BatchRequest"} <= set(
         schema["components"]["schemas"]
     )

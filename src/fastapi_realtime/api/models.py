@@ -143,6 +143,12 @@ class Error(BaseModel):
     message: str
 
 
+class ErrorReply(BaseModel):
+    """A request refused as a whole (HTTP 400, 401 or 413)."""
+
+    error: Error
+
+
 class Reply(BaseModel, Generic[R]):
     """Either ``result`` or ``error``."""
 

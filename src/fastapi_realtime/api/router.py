@@ -18,7 +18,7 @@ from starlette.types import Scope
 from ..hub import Node
 from ..protocol.codes import ErrorCode
 from .methods import METHODS, Method, describe, error, reply, run_batch
-from .models import BatchRequest, BatchResponse, Reply
+from .models import BatchRequest, BatchResponse, ErrorReply, Reply
 
 # -- HTTP: the key, the body limit, the error shapes ------------------------------------
 
@@ -141,7 +141,15 @@ def make_router(hub: Node, *, api_key: str, prefix: str = "/api") -> APIRouter:
     batch_class: type[_GuardedRoute] = type("APIKeyBatchRoute", (route_class,), {"whole_request_errors": True})
     # The scheme only documents the key in OpenAPI; the route class enforces it, before the body is read.
     router = APIRouter(
-        prefix=prefix, route_class=route_class, tags=["server API"], dependencies=[Security(_key_scheme)]
+        prefix=prefix,
+        route_class=route_class,
+        tags=["server API"],
+        dependencies=[Security(_key_scheme)],
+        responses={
+            400: {"model": ErrorReply, "description": "The body is not a JSON object (error 107)"},
+            401: {"model": ErrorReply, "description": "Missing or wrong API key; nothing was done"},
+            413: {"model": ErrorReply, "description": "The body is over api_max_body_bytes (error 107)"},
+        },
     )
     for name, method in METHODS.items():
         router.add_api_route(

@@ -168,7 +168,7 @@ async def _channels(hub: Node, req: ChannelsRequest) -> Result:
     return {"channels": {name: {"num_clients": n} for name, n in counts.items()}}
 
 
-async def _info_method(hub: Node, req: InfoRequest) -> Result:
+async def _node_info(hub: Node, req: InfoRequest) -> Result:
     return {"nodes": [dataclasses.asdict(hub.info())]}
 
 
@@ -194,11 +194,12 @@ METHODS: Mapping[str, Method] = {
     "history": Method(HistoryRequest, HistoryResult, _history, "A channel's history"),
     "history_remove": Method(ChannelRequest, EmptyResult, _history_remove, "Drop a channel's history"),
     "channels": Method(ChannelsRequest, ChannelsResult, _channels, "Channels with subscribers on this hub"),
-    "info": Method(InfoRequest, InfoResult, _info_method, "This hub's counts"),
+    "info": Method(InfoRequest, InfoResult, _node_info, "This hub's counts"),
 }
 
 
 def error(code: int, message: str) -> Result:
+    """A reply carrying an error, in Centrifugo's shape."""
     return {"error": {"code": code, "message": message}}
 
 
@@ -228,6 +229,8 @@ def describe(errors: list[Any], skip: int) -> str:
 
 
 async def run_batch(hub: Node, req: BatchRequest) -> list[Result]:
+    """One reply per command, in order: ``{"<method>": result}`` or ``{"error": ...}``."""
+
     async def one(command: dict[str, Any]) -> Result:
         if len(command) != 1:
             return error(ErrorCode.BAD_REQUEST, "bad request: a command is an object with exactly one method key")

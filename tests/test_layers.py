@@ -18,8 +18,8 @@ LAYER = {
     "session": 2, "brokers": 2,
     "hub": 3,
     "client": 4, "transports": 4,
-    "connection": 5, "auth": 5,
-    "app": 6, "__init__": 7,
+    "connection": 5, "auth": 5, "idempotency": 1,
+    "app": 6, "api": 6, "__init__": 7,
 }  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 - :meth:`Hub.router` mounts the Centrifuge-protocol WebSocket endpoint
   (``/connection/websocket``, the SDKs' default);
+- :meth:`Hub.api_router` mounts the Centrifugo-compatible HTTP server API (``/api/...``);
 - :meth:`Hub.connection` is the tutorial-style API for hand-written endpoints;
 - ``@hub.on_connect``, ``@hub.on_subscribe``, ``@hub.on_publish``, ``@hub.on_refresh``,
   ``@hub.on_message`` and ``@hub.rpc("name")`` register the in-process hooks.
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, WebSocketException
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from . import api
 from .client import ClientHandler
 from .connection import Connection
 from .hooks import OnConnect, OnMessage, OnPublish, OnRefresh, OnRPC, OnSubscribe
@@ -94,6 +96,11 @@ class Hub(Node):
         if uni_path is not None:
             router.add_api_websocket_route(uni_path, self.uni_websocket_endpoint)
         return router
+
+    def api_router(self, *, api_key: str, prefix: str = "/api") -> APIRouter:
+        """An ``APIRouter`` with the Centrifugo-compatible HTTP server API (``POST /api/publish``,
+        ``/api/batch``, ...) protected by ``api_key``; see :mod:`fastapi_realtime.api`."""
+        return api.make_router(self, api_key=api_key, prefix=prefix)
 
     async def websocket_endpoint(self, websocket: WebSocket) -> None:
         """Serve one Centrifuge-protocol client on ``websocket`` (JSON encoding)."""

@@ -15,18 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import logging
+import os
+import secrets
+import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
 import orjson
 
+from ._version import __version__
 from .brokers.base import Broker, HistoryResult, PublishOptions
 from .brokers.memory import MemoryBroker
 from .channels import Channel, parse_channel
 from .hooks import Hooks, TokenVerifier
+from .idempotency import IdempotencyCache
 from .protocol.codecs import Codec
 from .protocol.codes import DisconnectCode, ErrorCode, UnsubscribeCode
 from .protocol.errors import Disconnect, ReplyError
@@ -77,6 +83,12 @@ class Node:
         self._flusher = Flusher()
         self.on_session_closed: list[Callable[[Session], Awaitable[None]]] = []
         """Coroutines called with each session after it closed and left every channel."""
+        self.node_id = secrets.token_hex(8)
+        """This hub's id (``info``); unique per hub instance."""
+        self._started_at = time.monotonic()
+        self._published_once: IdempotencyCache[StreamPosition] = IdempotencyCache(
+            self.settings.idempotency_window, self.settings.idempotency_max_keys
+        )
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -86,6 +98,7 @@ class Node:
             return
         await self.broker.start(self)
         self._slice_started = asyncio.get_running_loop().time()
+        self._started_at = time.monotonic()
         self._presence_task = asyncio.create_task(self._refresh_presence_forever(), name="hub-presence")
         self._started = True
         self._closing = False
@@ -279,19 +292,29 @@ class Node:
         *,
         info: ClientInfo | None = None,
         tags: Mapping[str, str] | None = None,
+        skip_history: bool = False,
+        idempotency_key: str | None = None,
     ) -> StreamPosition:
         """Publish ``data`` (any JSON value; ``bytes`` are taken as JSON text) to ``channel``.
 
         Safe to call from route handlers, background tasks and any coroutine on the hub's loop.
         Returns the publication's position (offset 0 and epoch ``""`` without history).
+        ``skip_history``: deliver only, keep nothing (offset 0). ``idempotency_key``: a publish
+        repeating the key for ``channel`` within ``idempotency_window`` is not delivered again
+        and returns the first one's position.
         """
         ch = self.channel(channel)
+        if idempotency_key:
+            return await self._published_once.run(
+                (channel, idempotency_key),
+                lambda: self.publish(channel, data, info=info, tags=tags, skip_history=skip_history),
+            )
         pub = Publication(data=to_raw(data), info=info, tags=tags, time=int(time.time() * 1000))
         opts = ch.options
         position = await self.broker.publish(
             channel,
             pub,
-            PublishOptions(opts.history_size, opts.history_ttl, self.settings.history_meta_ttl),
+            PublishOptions(0 if skip_history else opts.history_size, opts.history_ttl, self.settings.history_meta_ttl),
         )
         await self._yield_if_busy()
         return position
@@ -350,20 +373,22 @@ class Node:
             raise ReplyError(ErrorCode.NOT_AVAILABLE)
         return await self.broker.presence_stats(channel)
 
-    async def unsubscribe_user(self, user: str, channel: str) -> None:
-        """Unsubscribe every connection of ``user``, on every hub, from ``channel``."""
+    async def unsubscribe_user(self, user: str, channel: str, *, client: str | None = None) -> None:
+        """Unsubscribe every connection of ``user`` (only connection ``client`` if given), on
+        every hub, from ``channel``."""
         self.channel(channel)
-        await self._control({"op": "unsubscribe", "user": user, "channel": channel})
+        await self._control({"op": "unsubscribe", "user": user, "channel": channel, "client": client})
 
-    async def subscribe_user(self, user: str, channel: str) -> None:
-        """Subscribe every connection of ``user``, on every hub, to ``channel`` (a server-side
-        subscription: protocol clients get a ``subscribe`` push).
+    async def subscribe_user(self, user: str, channel: str, *, client: str | None = None) -> None:
+        """Subscribe every connection of ``user`` (only connection ``client`` if given), on
+        every hub, to ``channel`` (a server-side subscription: protocol clients get a
+        ``subscribe`` push).
 
         It returns once every hub was told, before the subscriptions exist: a publication
         made right after it may reach a connection before it is subscribed, or not at all.
         """
         self.channel(channel)
-        await self._control({"op": "subscribe", "user": user, "channel": channel})
+        await self._control({"op": "subscribe", "user": user, "channel": channel, "client": client})
 
     def server_subscribe(self, session: Session, channel: str) -> None:
         """Subscribe ``session`` to ``channel`` on the server's initiative (never awaits)."""
@@ -379,10 +404,26 @@ class Node:
         session.finish_subscribe(channel)
 
     async def disconnect(
-        self, user: str, code: int = DisconnectCode.FORCE_DISCONNECT, reason: str | None = None
+        self,
+        user: str,
+        code: int = DisconnectCode.FORCE_DISCONNECT,
+        reason: str | None = None,
+        *,
+        client: str | None = None,
+        whitelist: Collection[str] = (),
     ) -> None:
-        """Disconnect every connection of ``user``, on every hub."""
-        await self._control({"op": "disconnect", "user": user, "code": int(code), "reason": reason})
+        """Disconnect every connection of ``user`` (only connection ``client`` if given, none
+        whose id is in ``whitelist``), on every hub."""
+        await self._control(
+            {
+                "op": "disconnect",
+                "user": user,
+                "code": int(code),
+                "reason": reason,
+                "client": client,
+                "whitelist": list(whitelist),
+            }
+        )
 
     # -- broker events ----------------------------------------------------------------
 
@@ -415,14 +456,16 @@ class Node:
                     if session.authenticated:
                         session.enqueue(session.codec.message(raw))
             elif op == "disconnect":
-                for session in self.sessions_of(msg["user"]):
+                for session in self._targets(msg):
                     session.close(msg["code"], msg["reason"])
             elif op == "unsubscribe":
-                for session in self.sessions_of(msg["user"]):
+                for session in self._targets(msg):
                     self.server_unsubscribe(session, msg["channel"])
             elif op == "subscribe":
-                for session in self.sessions_of(msg["user"]):
+                for session in self._targets(msg):
                     self.server_subscribe(session, msg["channel"])
+            elif op == "refresh":
+                self._refresh_sessions(self._targets(msg), msg["expired"], msg["expire_at"])
         except (KeyError, TypeError, ValueError):
             log.warning("ignored malformed control message %r", data[:200])
 
@@ -472,3 +515,70 @@ class Node:
             "channels": len(self._channels),
             "subscriptions": sum(len(s.sessions) for s in self._channels.values()),
         }
+
+    # -- server API: targets, refresh, info, channel counts -------------------------------
+
+    def _targets(self, msg: Mapping[str, Any]) -> list[Session]:
+        """Sessions of ``msg["user"]``, only ``msg["client"]`` if set, none in ``msg["whitelist"]``."""
+        client, keep = msg.get("client"), set(msg.get("whitelist") or ())
+        return [s for s in self.sessions_of(msg["user"]) if (not client or s.id == client) and s.id not in keep]
+
+    async def refresh_user(
+        self, user: str, *, client: str | None = None, expired: bool = False, expire_at: int = 0
+    ) -> None:
+        """Refresh the connections of ``user`` (only connection ``client`` if given), on every hub.
+
+        ``expired``: close them now with 3005. Otherwise ``expire_at`` (Unix seconds; 0: never)
+        becomes their new expiry, as if the client had refreshed its token. Only protocol
+        connections (SDK clients) take a new expiry; tutorial connections ignore it.
+        """
+        await self._control(
+            {"op": "refresh", "user": user, "client": client, "expired": expired, "expire_at": int(expire_at)}
+        )
+
+    def _refresh_sessions(self, sessions: list[Session], expired: bool, expire_at: int) -> None:
+        for session in sessions:
+            if expired:
+                session.close(DisconnectCode.EXPIRED)
+            elif session.on_server_refresh is not None:
+                session.on_server_refresh(expire_at)
+
+    def channel_counts(self, pattern: str | None = None) -> dict[str, int]:
+        """Channels with subscribers on this hub -> their number of subscribers here.
+
+        ``pattern`` keeps the names it matches (shell-style: ``*``, ``?``, ``[...]``).
+        """
+        return {
+            name: len(state.sessions)
+            for name, state in self._channels.items()
+            if state.sessions and (not pattern or fnmatch.fnmatchcase(name, pattern))
+        }
+
+    def info(self) -> NodeInfo:
+        """Who this hub is and what it holds (the server API's ``info``)."""
+        stats = self.stats
+        return NodeInfo(
+            uid=self.node_id,
+            name=f"{socket.gethostname()}_{os.getpid()}",
+            version=__version__,
+            num_clients=stats["sessions"],
+            num_users=stats["users"],
+            num_channels=stats["channels"],
+            num_subs=stats["subscriptions"],
+            uptime=int(time.monotonic() - self._started_at),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """One hub as the server API's ``info`` reports it."""
+
+    uid: str
+    name: str
+    version: str
+    num_clients: int
+    num_users: int
+    num_channels: int
+    num_subs: int
+    uptime: int
+    """Seconds since the hub started."""

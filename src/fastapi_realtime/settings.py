@@ -100,6 +100,17 @@ class HubSettings:
     shutdown_timeout: float = 5.0
     """Seconds ``Hub.close`` waits for clients to be told and closed."""
 
+    idempotency_window: float = 300.0
+    """Seconds a publish's ``idempotency_key`` is remembered per channel: a publish repeating
+    a key within it is not delivered again and returns the first one's result."""
+    idempotency_max_keys: int = 10_000
+    """Idempotency keys remembered at once. Over it the oldest key is forgotten early, so a
+    retry with that key would be delivered again."""
+    api_max_body_bytes: int = 4 * 1024 * 1024
+    """Largest HTTP server API request body, in bytes. Over it: HTTP 413 with error 107."""
+    api_max_commands: int = 1000
+    """Most commands in one API ``batch`` and channels in one ``broadcast``. Over it: error 107."""
+
     def __post_init__(self) -> None:
         positive = {
             "channel_max_length": self.channel_max_length,
@@ -114,6 +125,10 @@ class HubSettings:
             "client_stale_close_delay": self.client_stale_close_delay,
             "presence_ttl": self.presence_ttl,
             "presence_refresh_interval": self.presence_refresh_interval,
+            "idempotency_window": self.idempotency_window,
+            "idempotency_max_keys": self.idempotency_max_keys,
+            "api_max_body_bytes": self.api_max_body_bytes,
+            "api_max_commands": self.api_max_commands,
         }
         for name, value in positive.items():
             if value <= 0:

@@ -98,6 +98,7 @@ class ClientHandler:
         """Closes a stale connection before connect, expires or refreshes it after."""
         self._server_refresh = False
         self.subscriptions = Subscriptions(hub, session, codec)
+        session.on_server_refresh = self._refreshed_by_api
 
     # -- loop -------------------------------------------------------------------------
 
@@ -320,6 +321,17 @@ class ClientHandler:
             self.session.close(DisconnectCode.EXPIRED)
         else:
             self.credentials = credentials
+
+    def _refreshed_by_api(self, expire_at: int) -> None:
+        """The server API set a new expiry (0: never); one already past closes with 3005."""
+        try:
+            self._apply_expiry({}, expire_at)
+            refresh = self.codec.refresh(ttl_until(expire_at)) if expire_at else None
+        except ReplyError:
+            self.session.close(DisconnectCode.EXPIRED)
+            return
+        if refresh is not None:
+            self.session.enqueue(refresh)
 
     async def _refresh(self, req: RefreshRequest) -> Result:
         if not req.token and self.hooks.on_refresh is None:

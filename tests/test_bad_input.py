@@ -288,7 +288,7 @@ async def test_command_flood_gets_111_then_closes_with_3013(caplog: pytest.LogCa
     burst = 3
     # The rate is low enough that no token comes back while the test runs.
     async with (
-        serving(caplog, client_command_rate=0.001, client_command_burst=burst) as served,
+        serving(caplog, client_command_rate=0.001, client_command_burst=burst, client_command_refusals=burst) as served,
         contextlib.AsyncExitStack() as stack,
     ):
         bad = await served.connected_client(stack, watch=False)  # connect spends the first token

@@ -125,7 +125,7 @@ class Hub(Node):
         initial_connect: str | None = None,
     ) -> None:
         try:
-            session = self.open_session(transport, codec, user=None)
+            session = self.open_session(transport, codec, user=None, client_ip=_client_ip(websocket))
         except Disconnect as exc:
             await transport.close(exc.code, exc.reason)
             return
@@ -169,6 +169,7 @@ class Hub(Node):
                 RawCodec(ping=ping),
                 user=user,
                 conn_info=None if info is None else to_raw(info),
+                client_ip=_client_ip(websocket),
             )
         except Disconnect as exc:
             raise WebSocketException(exc.code, exc.reason) from None  # Starlette closes with the code
@@ -190,6 +191,12 @@ class Hub(Node):
         finally:
             session.close(NORMAL_CLOSURE, "")
             await runner
+
+
+def _client_ip(websocket: WebSocket) -> str | None:
+    """The peer's IP as the ASGI server reports it (the proxy's, unless the server is told to
+    trust its forwarded headers: uvicorn ``--proxy-headers --forwarded-allow-ips``)."""
+    return websocket.client.host if websocket.client is not None else None
 
 
 async def _close_at(session: Session, expire_at: int) -> None:

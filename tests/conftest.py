@@ -14,7 +14,13 @@ from fastapi_realtime import ChannelOptions, Hub, HubSettings
 
 NAMESPACES = {
     "": ChannelOptions(),
-    "chat": ChannelOptions(history_size=100, presence=True, join_leave=True, allow_publish=True),
+    "chat": ChannelOptions(
+        history_size=100,
+        presence=True,
+        join_leave=True,
+        allow_publish_for_client=True,
+        allow_publish_for_anonymous=True,
+    ),
     "news": ChannelOptions(history_size=10),
 }
 

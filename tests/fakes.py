@@ -104,7 +104,9 @@ class FakeProtocolClient:
         """Feed ``commands`` in one frame, each with the next free id; return their ids."""
         ids = list(range(self._next_id, self._next_id + len(commands)))
         self._next_id += len(commands)
-        self.transport.feed("\n".join(orjson.dumps({"id": i, **c}).decode() for i, c in zip(ids, commands)))
+        self.transport.feed(
+            "\n".join(orjson.dumps({"id": i, **c}).decode() for i, c in zip(ids, commands, strict=True))
+        )
         return ids
 
     async def message(self, timeout: float = 5.0) -> dict[str, Any]:

@@ -25,7 +25,13 @@ from fastapi_realtime.session import Session
 
 NAMESPACES = {
     "": ChannelOptions(),
-    "chat": ChannelOptions(history_size=100, presence=True, join_leave=True, allow_publish=True),
+    "chat": ChannelOptions(
+        history_size=100,
+        presence=True,
+        join_leave=True,
+        allow_publish_for_client=True,
+        allow_publish_for_anonymous=True,
+    ),
 }
 WATCHED = "chat:watch"
 WAIT = 5.0

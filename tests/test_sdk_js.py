@@ -47,9 +47,15 @@ SECRET = "fastapi-realtime-js-sdk-secret-0123456789abcdef"
 
 NAMESPACES = {
     "": ChannelOptions(),
-    "chat": ChannelOptions(history_size=100, presence=True, join_leave=True, allow_publish=True),
+    "chat": ChannelOptions(
+        history_size=100,
+        presence=True,
+        join_leave=True,
+        allow_publish_for_client=True,
+        allow_publish_for_anonymous=True,
+    ),
     "news": ChannelOptions(history_size=10),
-    "locked": ChannelOptions(allow_subscribe=False),
+    "locked": ChannelOptions(allow_subscribe_for_client=False, allow_subscribe_for_anonymous=False),
 }
 
 APP_ERROR = 1001
@@ -240,7 +246,8 @@ async def test_presence_and_join_leave(hub: Hub, url: str, leave_by: str) -> Non
     a, b = r["a_client"], r["b_client"]
     assert r["join"] == {"client": b, "user": "bob", "connInfo": {"name": "Bob"}}
     assert r["leave"]["client"] == b and r["leave"]["user"] == "bob"
-    assert r["joins"] == [r["join"]] and r["leaves"] == [r["leave"]]
+    own_join = {"client": a, "user": "alice", "connInfo": {"name": "Alice"}}  # as Centrifugo: A sees its own join
+    assert r["joins"] == [own_join, r["join"]] and r["leaves"] == [r["leave"]]
 
     before = r["presence_before"]["clients"]
     assert set(before) == {a, b}

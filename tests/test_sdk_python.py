@@ -823,6 +823,30 @@ async def test_subscribe_refused(channel: str, code: int, message: str) -> None:
         assert client.state == ClientState.CONNECTED
 
 
+@pytest.mark.parametrize(
+    "sub_token",
+    [
+        pytest.param("not-a-jwt", id="malformed"),
+        pytest.param(jwt.encode({"sub": "alice", "channel": "$chat:x"}, "another-secret-" * 3, "HS256"), id="forged"),
+    ],
+)
+async def test_invalid_subscription_token_is_103_and_the_connection_stays(sub_token: str) -> None:
+    # As with Centrifugo: a bad subscription token fails that subscribe; only a bad connection
+    # token is worth a disconnect.
+    hub = make_hub()
+    async with serve(hub) as url, contextlib.AsyncExitStack() as stack:
+        client, client_events = await connected(url, stack, token=hs256("alice"))
+        events = Events()
+        sub = client.new_subscription("$chat:x", events=events, token=sub_token)
+        await sub.subscribe()
+        ctx = await events.next("unsubscribed")
+        assert ctx.code == 103
+        assert sub.state == SubscriptionState.UNSUBSCRIBED
+        assert client.state == ClientState.CONNECTED
+        assert client_events.of("disconnected") == []
+        await subscribed(client, "chat:after")  # the same connection goes on serving
+
+
 async def test_user_limited_channel_allows_its_user() -> None:
     hub = make_hub()
     async with serve(hub) as url, contextlib.AsyncExitStack() as stack:

@@ -15,6 +15,8 @@ from typing import Any
 
 import jwt
 import pytest
+from centrifuge import Client
+from centrifuge import ReplyError as SDKReplyError
 from fakes import FakeProtocolClient
 from fastapi import FastAPI
 from servers import running_server
@@ -264,3 +266,29 @@ async def test_a_client_without_the_token_cannot_publish_into_a_private_channel(
         await hub.publish("$chat:secret", {"text": "from the server"})
         push = await reader.next_push()  # the first and only publication the reader gets
         assert push["pub"]["data"] == {"text": "from the server"}
+
+
+async def test_the_python_sdk_sees_the_model_publish_presence_and_history_need_the_read_right() -> None:
+    hub = make_hub(hooks=True)
+    async with served(hub) as url:
+        client = Client(url, token=token({"sub": "alice"}), proxy=None, timeout=5.0)
+        try:
+            await client.connect()
+            await client.ready(timeout=5.0)
+            for call in (
+                client.publish("$chat:secret", {"text": "forged"}),  # private, no token
+                client.publish("room", {"text": "forged"}),  # default namespace: nobody publishes
+                client.presence("room"),  # not subscribed
+                client.history("room"),
+            ):
+                with pytest.raises(SDKReplyError) as refused:
+                    await call
+                assert refused.value.code == 103
+            sub = client.new_subscription("room")
+            await sub.subscribe()
+            await sub.ready(timeout=5.0)
+            assert list((await sub.presence()).clients) == [client.client_id]
+            assert (await sub.history(limit=10)).publications == []
+            assert (await hub.history("$chat:secret")).publications == []
+        finally:
+            await client.disconnect()

@@ -61,7 +61,8 @@ class Hub(Node):
         return func
 
     def on_publish(self, func: OnPublish) -> OnPublish:
-        """Register the publish hook; it decides client publications (and may replace data)."""
+        """Register the publish hook; it refines client publications the namespace allows
+        (refuses them, or replaces their data)."""
         self.hooks.on_publish = func
         return func
 

@@ -1,9 +1,9 @@
 """Admission by client IP: connections at once and new connections per second. Pure.
 
 One :class:`IPLimits` per hub. Counts live only while they matter: an IP's entry goes once it
-has no connection and its connect bucket has refilled, so the table holds the IPs with open
-connections plus those that connected within the last ``connect_burst_per_ip /
-connect_rate_per_ip`` seconds.
+has no connection and its connect bucket has refilled (a sweep at most once per refill period,
+``connect_burst_per_ip / connect_rate_per_ip`` seconds), so the table holds the IPs with open
+connections plus those that connected within about the last two refill periods.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from namespaces import CHAT
 from servers import running_server_logging_no_errors
 from wsclient import ProtocolClient
 
@@ -25,13 +26,7 @@ from fastapi_realtime.session import Session
 
 NAMESPACES = {
     "": ChannelOptions(),
-    "chat": ChannelOptions(
-        history_size=100,
-        presence=True,
-        join_leave=True,
-        allow_publish_for_client=True,
-        allow_publish_for_anonymous=True,
-    ),
+    "chat": CHAT,
 }
 WATCHED = "chat:watch"
 WAIT = 5.0

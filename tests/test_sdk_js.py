@@ -26,6 +26,7 @@ import jwt
 import pytest
 from fastapi import FastAPI
 from js_harness import ScenarioFailed, node_available, run_scenario, scenario, websocket_url
+from namespaces import CHAT, LOCKED
 from servers import running_server
 
 from fastapi_realtime import (
@@ -47,15 +48,9 @@ SECRET = "fastapi-realtime-js-sdk-secret-0123456789abcdef"
 
 NAMESPACES = {
     "": ChannelOptions(),
-    "chat": ChannelOptions(
-        history_size=100,
-        presence=True,
-        join_leave=True,
-        allow_publish_for_client=True,
-        allow_publish_for_anonymous=True,
-    ),
+    "chat": CHAT,
     "news": ChannelOptions(history_size=10),
-    "locked": ChannelOptions(allow_subscribe_for_client=False, allow_subscribe_for_anonymous=False),
+    "locked": LOCKED,
 }
 
 APP_ERROR = 1001

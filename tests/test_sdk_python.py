@@ -28,6 +28,7 @@ from centrifuge import ReplyError as SDKReplyError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import FastAPI
+from namespaces import CHAT, LOCKED
 from sdk_events import SDK_CONNECT_CALLED, Events
 from servers import running_server
 from wsclient import ProtocolClient
@@ -56,16 +57,10 @@ SECRET = "fastapi-realtime-test-secret-0123456789abcdef"
 
 NAMESPACES = {
     "": ChannelOptions(),
-    "chat": ChannelOptions(
-        history_size=100,
-        presence=True,
-        join_leave=True,
-        allow_publish_for_client=True,
-        allow_publish_for_anonymous=True,
-    ),
+    "chat": CHAT,
     "news": ChannelOptions(history_size=10),
     "short": ChannelOptions(history_size=3),
-    "locked": ChannelOptions(allow_subscribe_for_client=False, allow_subscribe_for_anonymous=False),
+    "locked": LOCKED,
 }
 
 # centrifuge-python's own codes (centrifuge/codes.py), for the states it enters by itself.
@@ -434,28 +429,23 @@ async def test_rpc_to_registered_handler_returns_its_data() -> None:
         assert result.data == {"sum": 42, "user": "alice", "method": "add", "meta": {"plan": "pro"}}
 
 
-async def test_rpc_unknown_method_is_104() -> None:
+@pytest.mark.parametrize(
+    ("handlers", "code", "message"),
+    [
+        pytest.param(["known"], 104, "method not found", id="unknown_method_is_104"),
+        # No @hub.rpc at all: RPC is not configured, as Centrifugo without an RPC proxy.
+        pytest.param([], 108, "not available", id="no_handler_at_all_is_108"),
+    ],
+)
+async def test_rpc_refused(handlers: list[str], code: int, message: str) -> None:
     hub = make_hub()
-
-    @hub.rpc("known")
-    async def known(ctx: RPCContext, data: Any) -> None:
-        return None
-
+    for name in handlers:
+        hub.rpc(name)(lambda ctx, data: asyncio.sleep(0))
     async with serve(hub) as url, contextlib.AsyncExitStack() as stack:
         client, _ = await connected(url, stack, token=hs256("alice"))
         with pytest.raises(SDKReplyError) as exc_info:
             await client.rpc("nope", {})
-        assert (exc_info.value.code, exc_info.value.message) == (104, "method not found")
-        assert client.state == ClientState.CONNECTED
-
-
-async def test_rpc_without_any_handler_is_108_not_available() -> None:
-    hub = make_hub()  # no @hub.rpc at all: RPC is not configured, as Centrifugo without an RPC proxy
-    async with serve(hub) as url, contextlib.AsyncExitStack() as stack:
-        client, _ = await connected(url, stack, token=hs256("alice"))
-        with pytest.raises(SDKReplyError) as exc_info:
-            await client.rpc("anything", {})
-        assert (exc_info.value.code, exc_info.value.message) == (108, "not available")
+        assert (exc_info.value.code, exc_info.value.message) == (code, message)
         assert client.state == ClientState.CONNECTED
 
 

@@ -292,3 +292,20 @@ async def test_the_python_sdk_sees_the_model_publish_presence_and_history_need_t
             assert (await hub.history("$chat:secret")).publications == []
         finally:
             await client.disconnect()
+
+
+@pytest.mark.parametrize("presence_allowed", [True, False])
+async def test_join_and_leave_events_need_the_presence_right(presence_allowed: bool) -> None:
+    options = ChannelOptions(presence=True, join_leave=True, allow_presence_for_subscriber=presence_allowed)
+    async with Hub(HubSettings(allow_anonymous=True, namespaces={"": options})) as hub:
+        async with FakeProtocolClient(hub) as watcher, FakeProtocolClient(hub) as other:
+            for client in (watcher, other):
+                assert "error" not in await client.command("connect", {})
+            assert "error" not in await watcher.command("subscribe", {"channel": "room", "join_leave": True})
+            assert "error" not in await other.command("subscribe", {"channel": "room"})
+            await hub.publish("room", "marker")
+            pushes = []
+            while "pub" not in (push := (await watcher.message())["push"]):
+                pushes.append(push)
+            joins = [push["join"]["info"]["client"] for push in pushes]
+            assert joins == ([watcher.session.id, other.session.id] if presence_allowed else [])

@@ -13,6 +13,8 @@ decides before it calls. A client is checked on every command, by these rules:
   ``_for_anonymous`` (lets those two cover connections without a user). A ``$`` channel has
   no right to read without its token or grant, so there ``_for_client`` covers only
   subscribers.
+- Join/leave events need the presence right (a subscribe asking for them without it gets
+  none).
 - **A ``#`` list is absolute:** ``chat:dm#42,43`` is for users 42 and 43 only, whatever a
   token, a hook or an option says.
 - ``HubSettings.insecure`` (development only) allows everything.

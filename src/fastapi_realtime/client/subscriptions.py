@@ -7,6 +7,7 @@ server-side subscriptions (at connect and at run time) and subscription expiry.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -16,7 +17,7 @@ import orjson
 
 from ..hooks import SubscribeContext, SubscriptionGrant
 from ..hub import Node
-from ..permissions import may_subscribe
+from ..permissions import Action, may, may_subscribe
 from ..protocol import encode
 from ..protocol.codecs import CentrifugeCodec
 from ..protocol.codes import ErrorCode, UnsubscribeCode
@@ -97,8 +98,11 @@ class Subscriptions:
                 grant=grant,
             )
             grant = await self.hooks.on_subscribe(ctx) or grant
-        if not may_subscribe(channel, self.session.user, granted=grant is not None, insecure=self.settings.insecure):
+        user, insecure = self.session.user, self.settings.insecure
+        if not may_subscribe(channel, user, granted=grant is not None, insecure=insecure):
             raise ReplyError(ErrorCode.PERMISSION_DENIED)
+        if req.join_leave and not may(Action.PRESENCE, channel, user, subscribed=True, insecure=insecure):
+            req = dataclasses.replace(req, join_leave=False)  # join/leave events tell who is present
         result, after = await self.join(req, grant=grant or SubscriptionGrant())
         self.session.enqueue(encode.reply(cmd_id, "subscribe", result))
         self.hub.finish_subscribe(self.session, req.channel, after)

@@ -216,6 +216,14 @@ async def test_subscribe_permission_denied_with_103(url: str, channel: str, why:
     assert r["state"] == "connected"
 
 
+async def test_invalid_subscription_token_is_103_and_the_connection_stays(url: str) -> None:
+    r = await run_scenario(
+        url, "permission_denied", {"token": token("alice"), "channel": "$chat:x", "sub_options": {"token": "not-a-jwt"}}
+    )
+    assert r["unsubscribed"]["code"] == 103
+    assert r["state"] == "connected"
+
+
 async def test_subscribe_unknown_channel_with_102(url: str) -> None:
     r = await run_scenario(url, "unknown_channel", {"token": token(), "channel": "nope:x"})
     assert r["unsubscribed"]["code"] == 102

@@ -278,8 +278,7 @@ class Node:
                         state.broker_subscribed = True
             info = session.info(chan_info)
             if channel.options.presence:
-                clients, _ = await self.broker.presence_stats(name)
-                if clients >= self.settings.presence_max_clients:
+                if await self.broker.presence_count(name) >= self.settings.presence_max_clients:
                     raise ReplyError(ErrorCode.LIMIT_EXCEEDED, "presence limit exceeded")
                 await self.broker.add_presence(name, info, self.settings.presence_ttl)
             if channel.options.join_leave:

@@ -39,6 +39,8 @@ class RefusalWindow:
     above ``limit / window`` per second is caught within one window.
     """
 
+    __slots__ = ("_clock", "_count", "_opened", "limit", "window")  # one per connection
+
     def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.window = window

@@ -22,10 +22,11 @@ from .client import ClientHandler
 from .connection import Connection
 from .hooks import OnConnect, OnMessage, OnPublish, OnRefresh, OnRPC, OnSubscribe
 from .hub import Node
-from .protocol.codecs import CentrifugeCodec, RawCodec
+from .protocol.codecs import CentrifugeCodec, ClientCodec, RawCodec
 from .protocol.codes import DisconnectCode
 from .protocol.errors import Disconnect, ReplyError
 from .protocol.messages import to_raw
+from .protocol.protobuf import ProtobufCodec
 from .session import Session
 from .transports.websocket import WebSocketTransport
 
@@ -96,16 +97,17 @@ class Hub(Node):
         return router
 
     async def websocket_endpoint(self, websocket: WebSocket) -> None:
-        """Serve one Centrifuge-protocol client on ``websocket`` (JSON encoding)."""
+        """Serve one Centrifuge-protocol client on ``websocket``: Protobuf encoding when it
+        offers only the ``centrifuge-protobuf`` subprotocol, JSON otherwise."""
         offered = [p for p in websocket.scope.get("subprotocols", []) if p]
-        await websocket.accept(JSON_SUBPROTOCOL if JSON_SUBPROTOCOL in offered else None)
-        transport = WebSocketTransport(websocket)
+        codec: ClientCodec
         if PROTOBUF_SUBPROTOCOL in offered and JSON_SUBPROTOCOL not in offered:
-            await transport.close(
-                DisconnectCode.INAPPROPRIATE_PROTOCOL, "inappropriate protocol: only JSON is supported"
-            )
-            return
-        await self._serve_protocol(websocket, transport, CentrifugeCodec())
+            await websocket.accept(PROTOBUF_SUBPROTOCOL)
+            codec = ProtobufCodec()
+        else:
+            await websocket.accept(JSON_SUBPROTOCOL if JSON_SUBPROTOCOL in offered else None)
+            codec = CentrifugeCodec()
+        await self._serve_protocol(websocket, WebSocketTransport(websocket), codec)
 
     async def uni_websocket_endpoint(self, websocket: WebSocket) -> None:
         """Serve one unidirectional client: it sends a JSON connect request as its first
@@ -120,7 +122,7 @@ class Hub(Node):
         self,
         websocket: WebSocket,
         transport: WebSocketTransport,
-        codec: CentrifugeCodec,
+        codec: ClientCodec,
         *,
         initial_connect: str | None = None,
     ) -> None:

@@ -32,7 +32,7 @@ async def test_protobuf_js_client_connects_publishes_and_reads_presence_history_
         "binary_hex": "00ff89",
     }
     async with serve(hub) as url, scenario(url, "protobuf_calls", params) as js:
-        ready = await js.expect("READY")
+        assert (await js.expect("READY"))["client"]
         assert [s.codec.name for s in hub.sessions_of("alice")] == ["protobuf"]
         await hub.publish(channel, {"n": 1})
         r = await js.finish()

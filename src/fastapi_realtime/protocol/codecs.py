@@ -37,6 +37,7 @@ class Codec(Protocol):
     batching: bool
     """Several queued messages may be joined into one frame (text frames with ``\n``, binary
     frames, whose messages carry their own length, end to end)."""
+
     @property
     def ping(self) -> str | bytes | None:
         """The frame a server ping is, or ``None`` when the codec has no application ping."""

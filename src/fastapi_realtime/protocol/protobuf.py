@@ -148,7 +148,7 @@ def decode_frame(frame: str | bytes) -> list[Command]:
     try:
         while (msg := proto.parse_length_prefixed(pb.Command, stream)) is not None:
             messages.append(msg)
-    except (DecodeError, ValueError, IndexError):
+    except (DecodeError, ValueError, IndexError, OverflowError):
         raise _bad_frame("malformed Protobuf frame") from None
     if not messages:
         raise _bad_frame("empty frame")

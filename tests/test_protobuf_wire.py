@@ -1,6 +1,7 @@
 """The Protobuf encoding over a real uvicorn server, frame by frame: subprotocol negotiation,
 batching of binary frames up to ``client_max_batch_bytes``, 3501 for frames that cannot be
-read (the other clients carry on), and pings.
+read (the other clients carry on), and pings; and, on in-memory transports, that the fan-out
+encodes a publication once per encoding.
 
 Commands are built with the project's generated module and read back with it. Every wait is
 bounded; nothing sleeps to synchronise; nothing may be logged at ERROR.
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from fakes import FakeTransport
 from fastapi import FastAPI
 from google.protobuf import proto
 from google.protobuf.message import Message
@@ -24,7 +26,9 @@ from websockets.typing import Subprotocol
 from wsclient import ProtocolClient, read_until_closed
 
 from fastapi_realtime import ChannelOptions, Hub, HubSettings
+from fastapi_realtime.protocol.codecs import CentrifugeCodec
 from fastapi_realtime.protocol.proto import client_pb2 as pb
+from fastapi_realtime.protocol.protobuf import ProtobufCodec
 
 WAIT = 5.0
 PROTOBUF = Subprotocol("centrifuge-protobuf")
@@ -146,3 +150,29 @@ async def test_pings_are_empty_replies_and_a_silent_client_gets_3012(caplog: pyt
             await ws.send(b"\x00")  # the pong: an empty command
             assert await ws.recv() == b"\x00"
         assert await closed(ws) == (3012, "no pong")
+
+
+async def test_fan_out_encodes_a_publication_once_per_encoding() -> None:
+    async with Hub() as hub:
+        transports = [FakeTransport() for _ in range(4)]
+        codecs = [ProtobufCodec(), ProtobufCodec(), CentrifugeCodec(), CentrifugeCodec()]
+        sessions = [hub.open_session(t, c, user="u") for t, c in zip(transports, codecs, strict=True)]
+        runners = [asyncio.create_task(hub.serve(s)) for s in sessions]
+        try:
+            for session in sessions:
+                await hub.subscribe(session, "room")
+                session.finish_subscribe("room")
+            await hub.publish("room", {"x": 1})
+            async with asyncio.timeout(WAIT):
+                for t in transports:
+                    while not t.sent:
+                        t.sent_event.clear()
+                        await t.sent_event.wait()
+            pb1, pb2, json1, json2 = (t.sent[0] for t in transports)
+            assert pb1 is pb2 and json1 is json2
+            assert isinstance(pb1, bytes) and read_replies(pb1)[0].push.pub.data == b'{"x":1}'
+            assert isinstance(json1, str)
+        finally:
+            for session in sessions:
+                session.close()
+            await asyncio.wait_for(asyncio.gather(*runners), WAIT)

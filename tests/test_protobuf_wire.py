@@ -143,6 +143,13 @@ async def test_unreadable_frame_closes_that_client_with_3501_only(
                 await json_client.ws.close()
 
 
+async def test_binary_frame_over_client_max_frame_bytes_is_1009(caplog: pytest.LogCaptureFixture) -> None:
+    async with serving(caplog, client_max_frame_bytes=1024) as (_, url), protobuf_client(url) as ws:
+        big = pb.Command(id=2, publish=pb.PublishRequest(channel="chat:a", data=b"x" * 1024))
+        await ws.send(frame(big))
+        assert (await closed(ws))[0] == 1009
+
+
 async def test_pings_are_empty_replies_and_a_silent_client_gets_3012(caplog: pytest.LogCaptureFixture) -> None:
     async with serving(caplog, ping_interval=0.2, pong_timeout=0.1) as (_, url), protobuf_client(url) as ws:
         async with asyncio.timeout(WAIT):

@@ -19,7 +19,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from google.protobuf.message import Message
 
 from fastapi_realtime.protocol import encode
-from fastapi_realtime.protocol.codecs import CentrifugeCodec
+from fastapi_realtime.protocol.codecs import CentrifugeCodec, RawCodec
 from fastapi_realtime.protocol.commands import (
     Command,
     PublishRequest,
@@ -241,3 +241,4 @@ def test_binary_publications_cannot_be_sent_to_json_clients() -> None:
         assert info.value.code == 3506
     empty = Publication(data=Binary(b""))
     assert orjson.loads(CentrifugeCodec().publication("ch", empty))["push"]["pub"]["data"] is None
+    assert RawCodec().publication("ch", pub) == b"\x00\xff"  # the tutorial API sends it as a binary frame

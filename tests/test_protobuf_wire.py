@@ -88,6 +88,16 @@ async def closed(ws: ClientConnection) -> tuple[int, str]:
     return close.code, close.reason
 
 
+@pytest.mark.parametrize("query", ["cf_protocol=protobuf", "format=protobuf"])
+async def test_protobuf_asked_for_in_the_url(caplog: pytest.LogCaptureFixture, query: str) -> None:
+    async with serving(caplog) as (hub, url), connect(f"{url}?{query}", open_timeout=WAIT) as ws:
+        assert ws.subprotocol is None
+        await ws.send(frame(pb.Command(id=1, connect=pb.ConnectRequest())))
+        (reply,) = await recv_frame(ws)
+        assert reply.id == 1 and reply.connect.client
+        assert [s.codec.name for s in hub.sessions_of("")] == ["protobuf"]
+
+
 async def test_queued_pushes_share_one_binary_frame(caplog: pytest.LogCaptureFixture) -> None:
     async with serving(caplog) as (hub, url), protobuf_client(url, "chat:a") as ws:
         for n in range(10):  # the fan-out queues them all before the session flushes

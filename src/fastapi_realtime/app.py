@@ -98,11 +98,16 @@ class Hub(Node):
 
     async def websocket_endpoint(self, websocket: WebSocket) -> None:
         """Serve one Centrifuge-protocol client on ``websocket``: Protobuf encoding when it
-        offers only the ``centrifuge-protobuf`` subprotocol, JSON otherwise."""
+        offers only the ``centrifuge-protobuf`` subprotocol or asks for it in the URL
+        (``?cf_protocol=protobuf`` or ``?format=protobuf``, as Centrifugo), JSON otherwise."""
         offered = [p for p in websocket.scope.get("subprotocols", []) if p]
+        query = websocket.query_params
         codec: ClientCodec
-        if PROTOBUF_SUBPROTOCOL in offered and JSON_SUBPROTOCOL not in offered:
-            await websocket.accept(PROTOBUF_SUBPROTOCOL)
+        if (PROTOBUF_SUBPROTOCOL in offered and JSON_SUBPROTOCOL not in offered) or "protobuf" in (
+            query.get("cf_protocol"),
+            query.get("format"),
+        ):
+            await websocket.accept(PROTOBUF_SUBPROTOCOL if PROTOBUF_SUBPROTOCOL in offered else None)
             codec = ProtobufCodec()
         else:
             await websocket.accept(JSON_SUBPROTOCOL if JSON_SUBPROTOCOL in offered else None)

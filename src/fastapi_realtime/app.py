@@ -101,12 +101,9 @@ class Hub(Node):
         offers only the ``centrifuge-protobuf`` subprotocol or asks for it in the URL
         (``?cf_protocol=protobuf`` or ``?format=protobuf``, as Centrifugo), JSON otherwise."""
         offered = [p for p in websocket.scope.get("subprotocols", []) if p]
-        query = websocket.query_params
+        asked = {websocket.query_params.get("cf_protocol"), websocket.query_params.get("format")}
         codec: ClientCodec
-        if (PROTOBUF_SUBPROTOCOL in offered and JSON_SUBPROTOCOL not in offered) or "protobuf" in (
-            query.get("cf_protocol"),
-            query.get("format"),
-        ):
+        if (PROTOBUF_SUBPROTOCOL in offered and JSON_SUBPROTOCOL not in offered) or "protobuf" in asked:
             await websocket.accept(PROTOBUF_SUBPROTOCOL if PROTOBUF_SUBPROTOCOL in offered else None)
             codec = ProtobufCodec()
         else:

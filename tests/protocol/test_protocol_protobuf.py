@@ -242,3 +242,17 @@ def test_binary_publications_cannot_be_sent_to_json_clients() -> None:
     empty = Publication(data=Binary(b""))
     assert orjson.loads(CentrifugeCodec().publication("ch", empty))["push"]["pub"]["data"] is None
     assert RawCodec().publication("ch", pub) == b"\x00\xff"  # the tutorial API sends it as a binary frame
+
+
+def test_every_field_matches_the_official_definition() -> None:
+    """Each message and field of our client.proto has the number and type of the same field in
+    the SDK's module (generated from centrifugal/protocol's client.proto)."""
+    official = sdk_pb.DESCRIPTOR.message_types_by_name
+    for name, ours in pb.DESCRIPTOR.message_types_by_name.items():
+        theirs = official[name]
+        for field in ours.fields:
+            other = theirs.fields_by_name[field.name]
+            assert field.number == other.number and field.type == other.type, (name, field.name)
+            assert field.is_repeated == other.is_repeated, (name, field.name)
+            if field.message_type is not None:
+                assert field.message_type.name == other.message_type.name

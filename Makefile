@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
 BENCH_JS_STAMP := bench/node_modules/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench clean proto
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ $(BENCH_JS_STAMP): bench/package.json bench/package-lock.json
 
 bench: $(STAMP) $(BENCH_JS_STAMP)
 	$(BIN)/python bench/fanout.py
+
+PROTO_DIR := src/fastapi_realtime/protocol/proto
+
+# Regenerate the Protobuf module (committed) from client.proto with protoc from grpcio-tools. The path
+# under src/ is the file's name in protobuf's descriptor pool, distinct from the SDKs' "client.proto".
+proto: $(STAMP)
+	$(BIN)/pip install -q "grpcio-tools>=1.85.1"
+	$(BIN)/python -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src $(PROTO_DIR)/client.proto
 
 clean:
 	rm -rf $(VENV) tests/js/node_modules bench/node_modules .pytest_cache .mypy_cache .ruff_cache

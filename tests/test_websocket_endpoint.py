@@ -19,9 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
-from centrifuge import Client, ClientState
 from fastapi import FastAPI, WebSocket
-from sdk_events import Events
 from servers import running_server_logging_no_errors
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
@@ -228,24 +226,6 @@ async def test_centrifuge_json_subprotocol_is_negotiated(
     async with serving(caplog) as served, opened(served.url + PROTOCOL_PATH, subprotocols=offered) as ws:
         assert ws.subprotocol == JSON
         await centrifuge_round_trip(served.hub, ws)
-
-
-async def test_client_offering_only_protobuf_is_closed_with_3506(caplog: pytest.LogCaptureFixture) -> None:
-    async with serving(caplog) as served:
-        async with opened(served.url + PROTOCOL_PATH, subprotocols=[PROTOBUF]) as ws:
-            assert ws.subprotocol is None
-            assert await closed(ws) == ([], 3506, "inappropriate protocol: only JSON is supported")
-
-        # centrifuge-python with use_protobuf=True: 3506 is terminal, the SDK does not retry.
-        events = Events()
-        client = Client(served.url + PROTOCOL_PATH, events=events, use_protobuf=True, proxy=None, timeout=WAIT)
-        try:
-            await client.connect()
-            ctx = await events.next("disconnected", within=WAIT)
-            assert ctx.code == 3506
-            assert client.state == ClientState.DISCONNECTED
-        finally:
-            await client.disconnect()
 
 
 # -- the tutorial API ---------------------------------------------------------------------

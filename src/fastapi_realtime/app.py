@@ -24,10 +24,11 @@ from .client import ClientHandler
 from .connection import Connection
 from .hooks import OnConnect, OnMessage, OnPublish, OnRefresh, OnRPC, OnSubscribe
 from .hub import Node
-from .protocol.codecs import CentrifugeCodec, RawCodec
+from .protocol.codecs import CentrifugeCodec, ClientCodec, RawCodec
 from .protocol.codes import DisconnectCode
 from .protocol.errors import Disconnect, ReplyError
 from .protocol.messages import to_raw
+from .protocol.protobuf import ProtobufCodec
 from .session import Session
 from .transports.websocket import WebSocketTransport
 
@@ -104,16 +105,19 @@ class Hub(Node):
         return api.make_router(self, api_key=api_key, prefix=prefix)
 
     async def websocket_endpoint(self, websocket: WebSocket) -> None:
-        """Serve one Centrifuge-protocol client on ``websocket`` (JSON encoding)."""
+        """Serve one Centrifuge-protocol client on ``websocket``: Protobuf encoding when it
+        offers only the ``centrifuge-protobuf`` subprotocol or asks for it in the URL
+        (``?cf_protocol=protobuf`` or ``?format=protobuf``, as Centrifugo), JSON otherwise."""
         offered = [p for p in websocket.scope.get("subprotocols", []) if p]
-        await websocket.accept(JSON_SUBPROTOCOL if JSON_SUBPROTOCOL in offered else None)
-        transport = WebSocketTransport(websocket)
-        if PROTOBUF_SUBPROTOCOL in offered and JSON_SUBPROTOCOL not in offered:
-            await transport.close(
-                DisconnectCode.INAPPROPRIATE_PROTOCOL, "inappropriate protocol: only JSON is supported"
-            )
-            return
-        await self._serve_protocol(websocket, transport, CentrifugeCodec())
+        asked = {websocket.query_params.get("cf_protocol"), websocket.query_params.get("format")}
+        codec: ClientCodec
+        if (PROTOBUF_SUBPROTOCOL in offered and JSON_SUBPROTOCOL not in offered) or "protobuf" in asked:
+            await websocket.accept(PROTOBUF_SUBPROTOCOL if PROTOBUF_SUBPROTOCOL in offered else None)
+            codec = ProtobufCodec()
+        else:
+            await websocket.accept(JSON_SUBPROTOCOL if JSON_SUBPROTOCOL in offered else None)
+            codec = CentrifugeCodec()
+        await self._serve_protocol(websocket, WebSocketTransport(websocket), codec)
 
     async def uni_websocket_endpoint(self, websocket: WebSocket) -> None:
         """Serve one unidirectional client: it sends a JSON connect request as its first
@@ -128,7 +132,7 @@ class Hub(Node):
         self,
         websocket: WebSocket,
         transport: WebSocketTransport,
-        codec: CentrifugeCodec,
+        codec: ClientCodec,
         *,
         initial_connect: str | None = None,
     ) -> None:

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from .protocol.codecs import Codec
 from .protocol.codes import DisconnectCode
+from .protocol.errors import Disconnect
 from .protocol.messages import ClientInfo, Publication, RawJSON
 from .settings import HubSettings
 
@@ -245,7 +246,12 @@ class Session:
                 self._insufficient_state(channel)
                 return
             sub.offset = pub.offset
-        self.enqueue(self.codec.publication(channel, pub))
+        try:
+            frame = self.codec.publication(channel, pub)
+        except Disconnect as exc:  # binary data for a JSON client: 3506 for this client only
+            self.close(exc.code, exc.reason)
+            return
+        self.enqueue(frame)
 
     def deliver_join(self, channel: str, info: ClientInfo, *, leave: bool = False) -> None:
         sub = self.subscriptions.get(channel)
@@ -277,23 +283,25 @@ class Session:
             self.close(DisconnectCode.INSUFFICIENT_STATE)
 
     def _next_frame(self) -> Frame:
-        """Take the next frame off the queue: several queued messages joined by ``\n`` when
-        the codec batches, up to ``client_max_batch_bytes``."""
+        """Take the next frame off the queue: when the codec batches, several queued messages
+        of one kind up to ``client_max_batch_bytes``, text joined by ``\n``, binary (messages
+        that carry their length) end to end."""
         queue = self._queue
         first = queue.popleft()
         self._queued_bytes -= len(first)
-        if not (self.codec.batching and queue and isinstance(first, str)):
+        if not (self.codec.batching and queue):
             return first
+        kind = type(first)
+        sep = 1 if kind is str else 0
         parts = [first]
         size = len(first)
         max_batch = self.settings.client_max_batch_bytes
-        while queue and isinstance(queue[0], str) and size + len(queue[0]) < max_batch:
+        while queue and type(queue[0]) is kind and size + len(queue[0]) < max_batch:
             nxt = queue.popleft()
-            assert isinstance(nxt, str)
             self._queued_bytes -= len(nxt)
-            size += len(nxt) + 1
+            size += len(nxt) + sep
             parts.append(nxt)
-        return "\n".join(parts)
+        return "\n".join(parts) if isinstance(first, str) else b"".join(parts)  # type: ignore[arg-type]
 
     def _flush(self) -> None:
         """Send what is queued from a loop callback, for as long as the transport takes frames

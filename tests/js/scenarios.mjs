@@ -16,6 +16,7 @@
 // default 30000) for the whole run.
 
 import { Centrifuge, UnauthorizedError } from 'centrifuge';
+import { Centrifuge as ProtobufCentrifuge } from 'centrifuge/build/protobuf';
 import WebSocket from 'ws';
 import net from 'node:net';
 import readline from 'node:readline';
@@ -241,7 +242,8 @@ function makeClient(who, opts = {}) {
     ...opts,
   };
   if (config.token === undefined) delete config.token;
-  const c = new Centrifuge(url, config);
+  // params.protobuf: the SDK's Protobuf build (subprotocol centrifuge-protobuf, bytes payloads).
+  const c = new (P.protobuf ? ProtobufCentrifuge : Centrifuge)(url, config);
   for (const ev of ['connecting', 'connected', 'disconnected', 'error']) {
     c.on(ev, (ctx) => record(who, ev, ctx));
   }
@@ -250,8 +252,18 @@ function makeClient(who, opts = {}) {
   return c;
 }
 
+/** A Protobuf payload (bytes) as the JSON value it holds, or as {"hex": ...} when it is not JSON. */
+function fromBytes(data) {
+  if (!(data instanceof Uint8Array)) return data;
+  try {
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(data));
+  } catch (e) {
+    return { hex: Buffer.from(data).toString('hex') };
+  }
+}
+
 function pubInfo(ctx) {
-  const p = { data: ctx.data };
+  const p = { data: fromBytes(ctx.data) };
   if (ctx.offset !== undefined) p.offset = ctx.offset;
   if (ctx.info !== undefined) p.info = ctx.info;
   if (ctx.tags !== undefined) p.tags = ctx.tags;
@@ -586,6 +598,37 @@ const SCENARIOS = {
    *  c.disconnect() then c.connect() on GO).
    *  stdout: READY {client, subscribed} -> (before pubs) -> OFFLINE {position, received}
    *  stdin:  GO -> reconnect -> stdout: RESUBSCRIBED {ctx} -> (after pubs) -> result. */
+  /** params: token, channel (with history, presence and client publish), rpc_method, data
+   *  (JSON), binary_hex. With the Protobuf build: subscribes, prints `READY`, waits for one
+   *  publication, publishes `data` as JSON bytes and `binary_hex` as raw bytes, then reads
+   *  presence, presence stats, history and one RPC (payloads decoded with fromBytes). */
+  async protobuf_calls() {
+    P.protobuf = true;
+    const c = makeClient('c', { token: P.token });
+    const s = makeSub(c, 'c', P.channel);
+    const subscribed = subscribe(s);
+    const connected = await connect(c);
+    signal('READY', { client: connected.client, subscribed: await subscribed });
+    await s.pubs.waitCount(1, P.timeout);
+    const json = new TextEncoder().encode(JSON.stringify(P.data));
+    await withTimeout(s.sub.publish(json), P.timeout, 'publish reply');
+    await withTimeout(s.sub.publish(Buffer.from(P.binary_hex, 'hex')), P.timeout, 'binary publish reply');
+    const pubs = await s.pubs.waitCount(3, P.timeout);
+    const presence = await withTimeout(s.sub.presence(), P.timeout, 'presence reply');
+    const stats = await withTimeout(s.sub.presenceStats(), P.timeout, 'presence_stats reply');
+    const history = await withTimeout(s.sub.history({ limit: -1 }), P.timeout, 'history reply');
+    const rpc = await withTimeout(c.rpc(P.rpc_method, json), P.timeout, 'rpc reply');
+    const me = presence.clients[connected.client];
+    return {
+      client: connected.client,
+      publications: pubs,
+      presence: { clients: Object.keys(presence.clients), user: me.user, conn_info: fromBytes(me.connInfo) },
+      stats: plain(stats),
+      history: history.publications.map((p) => ({ offset: p.offset, data: fromBytes(p.data) })),
+      rpc: fromBytes(rpc.data),
+    };
+  },
+
   async recovery() {
     const c = makeClient('c', { token: P.token });
     const s = makeSub(c, 'c', P.channel, P.sub_options || { recoverable: true, positioned: true });

@@ -28,7 +28,7 @@ from ..hooks import (
 from ..hub import Node
 from ..permissions import Action, may
 from ..protocol import encode
-from ..protocol.codecs import CentrifugeCodec
+from ..protocol.codecs import ClientCodec
 from ..protocol.codes import DisconnectCode, ErrorCode
 from ..protocol.commands import (
     ChannelRequest,
@@ -42,7 +42,6 @@ from ..protocol.commands import (
     SubRefreshRequest,
     SubscribeRequest,
     decode_command,
-    decode_frame,
 )
 from ..protocol.errors import Disconnect, ReplyError
 from ..protocol.messages import from_raw, to_raw
@@ -77,7 +76,7 @@ class ClientHandler:
         self,
         hub: Node,
         session: Session,
-        codec: CentrifugeCodec,
+        codec: ClientCodec,
         *,
         transport_name: str = "websocket",
         headers: Mapping[str, str] | None = None,
@@ -120,7 +119,7 @@ class ClientHandler:
             while not self.session.closed:
                 frame = await self.session.receive()
                 try:
-                    commands = decode_frame(frame)
+                    commands = self.codec.decode(frame)
                 except Disconnect as exc:
                     self.session.close(exc.code, exc.reason)
                     return
@@ -176,28 +175,28 @@ class ClientHandler:
             if self._refusals.refuse():
                 session.close(DisconnectCode.TOO_MANY_REQUESTS)
             elif cmd.id:
-                session.enqueue(encode.error_reply(cmd.id, ReplyError(ErrorCode.TOO_MANY_REQUESTS)))
+                session.enqueue(self.codec.error_reply(cmd.id, ReplyError(ErrorCode.TOO_MANY_REQUESTS)))
             return
         if (cmd.method == "connect") == self.connected:
             session.close(DisconnectCode.BAD_REQUEST, "connect first" if not self.connected else "already connected")
             return
         if cmd.error is not None:
-            session.enqueue(encode.error_reply(cmd.id, cmd.error))
+            session.enqueue(self.codec.error_reply(cmd.id, cmd.error))
             return
         try:
             result = await self._dispatch(cmd)
         except ReplyError as exc:
-            session.enqueue(encode.error_reply(cmd.id, exc))
+            session.enqueue(self.codec.error_reply(cmd.id, exc))
             return
         except Disconnect as exc:
             session.close(exc.code, exc.reason)
             return
         except Exception:
             log.exception("%s command of client %s failed", cmd.method, session.id)
-            session.enqueue(encode.error_reply(cmd.id, ReplyError(ErrorCode.INTERNAL)))
+            session.enqueue(self.codec.error_reply(cmd.id, ReplyError(ErrorCode.INTERNAL)))
             return
         if result is not None and cmd.id:
-            session.enqueue(encode.reply(cmd.id, cmd.method, result))
+            session.enqueue(self.codec.reply(cmd.id, cmd.method, result))
 
     async def _dispatch(self, cmd: Command) -> Result | None:
         req = cmd.request
@@ -264,12 +263,12 @@ class ClientHandler:
             if self.codec.expects_pong:
                 result["pong"] = True
         if reply_data is not None:
-            result["data"] = orjson.Fragment(to_raw(reply_data))
+            result["data"] = self.codec.payload(to_raw(reply_data))
         subs, positions = await self.subscriptions.join_server_side(credentials.channels, req.subs)
         if subs:
             result["subs"] = subs
         self.session.enqueue(
-            self.codec.connect(result) if self.unidirectional else encode.reply(cmd_id, "connect", result)
+            self.codec.connect(result) if self.unidirectional else self.codec.reply(cmd_id, "connect", result)
         )
         for channel, after in positions.items():
             self.hub.finish_subscribe(self.session, channel, after)
@@ -386,7 +385,7 @@ class ClientHandler:
             clients, users = await self.hub.presence_stats(req.channel)
             return {"num_clients": clients, "num_users": users}
         entries = await self.hub.presence(req.channel)
-        return {"presence": {cid: encode.client_info_dict(info) for cid, info in entries.items()}}
+        return {"presence": {cid: self.codec.client_info_dict(info) for cid, info in entries.items()}}
 
     async def _history(self, req: HistoryRequest) -> Result:
         channel = self.hub.channel(req.channel)
@@ -395,7 +394,7 @@ class ClientHandler:
         self._check(Action.HISTORY, channel)
         limit = None if req.limit < 0 else req.limit
         result = await self.hub.history(req.channel, since=req.since, limit=limit, reverse=req.reverse)
-        out: Result = {"publications": [encode.publication_dict(p) for p in result.publications]}
+        out: Result = {"publications": [self.codec.publication_dict(p) for p in result.publications]}
         out.update(encode.position_dict(result.position))
         return out
 
@@ -410,4 +409,4 @@ class ClientHandler:
         if handler is None:
             raise ReplyError(ErrorCode.METHOD_NOT_FOUND)
         data = await handler(self._rpc_context(req.method), from_raw(req.data))
-        return {} if data is None else {"data": orjson.Fragment(to_raw(data))}
+        return {} if data is None else {"data": self.codec.payload(to_raw(data))}

@@ -13,13 +13,10 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import orjson
-
 from ..hooks import SubscribeContext, SubscriptionGrant
 from ..hub import Node
 from ..permissions import Action, may, may_subscribe
-from ..protocol import encode
-from ..protocol.codecs import CentrifugeCodec
+from ..protocol.codecs import ClientCodec
 from ..protocol.codes import ErrorCode, UnsubscribeCode
 from ..protocol.commands import SubRefreshRequest, SubscribeRequest
 from ..protocol.errors import Disconnect, ReplyError
@@ -57,7 +54,7 @@ class Subscriptions:
         self,
         hub: Node,
         session: Session,
-        codec: CentrifugeCodec,
+        codec: ClientCodec,
     ) -> None:
         self.hub = hub
         self.session = session
@@ -104,7 +101,7 @@ class Subscriptions:
         if req.join_leave and not may(Action.PRESENCE, channel, user, subscribed=True, insecure=insecure):
             req = dataclasses.replace(req, join_leave=False)  # join/leave events tell who is present
         result, after = await self.join(req, grant=grant or SubscriptionGrant())
-        self.session.enqueue(encode.reply(cmd_id, "subscribe", result))
+        self.session.enqueue(self.codec.reply(cmd_id, "subscribe", result))
         self.hub.finish_subscribe(self.session, req.channel, after)
 
     async def unsubscribe(self, channel: str) -> None:
@@ -153,7 +150,7 @@ class Subscriptions:
                 result["expires"], result["ttl"] = True, ttl
                 self._schedule_expiry(req.channel, ttl)
             if grant.data is not None:
-                result["data"] = orjson.Fragment(to_raw(grant.data))
+                result["data"] = self.codec.payload(to_raw(grant.data))
             return result, after
         except BaseException:
             self._cancel_expiry(req.channel)
@@ -179,7 +176,7 @@ class Subscriptions:
             pubs = history.publications
             if is_recovered(since, top, pubs, self.settings.recovery_max_publications):
                 result["recovered"] = True
-                result["publications"] = [encode.publication_dict(p) for p in pubs]
+                result["publications"] = [self.codec.publication_dict(p) for p in pubs]
                 offset = since.offset  # the client reaches the top by reading the publications
         if offset:
             result["offset"] = offset

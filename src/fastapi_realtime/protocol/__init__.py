@@ -1,6 +1,6 @@
-"""The Centrifuge client protocol, JSON encoding: codes, wire types, decoding and encoding.
+"""The Centrifuge client protocol, JSON and Protobuf encodings: codes, wire types, decoding and encoding.
 
-Pure code: nothing here performs I/O or imports asyncio, so it is tested with strings alone.
+Pure code: nothing here performs I/O or imports asyncio, so it is tested with strings and bytes alone.
 """
 
 from .codes import DisconnectCode, ErrorCode, UnsubscribeCode, reconnect_allowed

@@ -1,17 +1,20 @@
 """How a session turns hub events into frames. Pure.
 
-Two codecs:
+Three codecs:
 
 - :class:`CentrifugeCodec` speaks the Centrifuge JSON protocol. Bidirectional (the SDKs'
   WebSocket): pushes are wrapped in ``{"push":...}``, queued messages are batched into one
   frame with ``\n``, the server pings with ``{}`` and expects ``{}`` back. Unidirectional
   (plain WebSocket clients that only listen): pushes are sent unwrapped, one per frame, and
   pings expect no answer.
+- :class:`~.protobuf.ProtobufCodec` (in :mod:`.protobuf`) speaks the same protocol in its
+  Protobuf encoding: varint-delimited messages in binary frames.
 - :class:`RawCodec` is for hand-written ``@app.websocket`` endpoints: a publication is sent as
   its payload alone (a JSON string payload as plain text, anything else as JSON text), one
   message per frame, and join/leave events are not sent.
 
-Methods return ``None`` for what a codec does not send.
+Methods return ``None`` for what a codec does not send. The protocol handler needs more of a
+codec than a session does: :class:`ClientCodec` (decoding commands, encoding replies).
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from typing import Any, Protocol
 import orjson
 
 from . import encode
-from .messages import ClientInfo, Publication, RawJSON
+from .commands import Command, decode_frame
+from .errors import ReplyError
+from .messages import Binary, ClientInfo, Publication, RawJSON
 
 
 class Codec(Protocol):
@@ -30,19 +35,49 @@ class Codec(Protocol):
 
     name: str
     batching: bool
-    """Several queued messages may be joined with ``\n`` into one frame."""
-    ping: str | None
-    """The frame a server ping is, or ``None`` when the codec has no application ping."""
+    """Several queued messages may be joined into one frame (text frames with ``\n``, binary
+    frames, whose messages carry their own length, end to end)."""
+
+    @property
+    def ping(self) -> str | bytes | None:
+        """The frame a server ping is, or ``None`` when the codec has no application ping."""
+        ...
+
     expects_pong: bool
     """The peer must answer pings (else the session closes with 3012)."""
 
     def publication(self, channel: str, pub: Publication) -> str | bytes: ...
-    def join(self, channel: str, info: ClientInfo) -> str | None: ...
-    def leave(self, channel: str, info: ClientInfo) -> str | None: ...
+    def join(self, channel: str, info: ClientInfo) -> str | bytes | None: ...
+    def leave(self, channel: str, info: ClientInfo) -> str | bytes | None: ...
     def message(self, data: RawJSON) -> str | bytes: ...
-    def unsubscribe(self, channel: str, code: int, reason: str) -> str | None: ...
-    def subscribe(self, channel: str, result: Mapping[str, Any]) -> str | None: ...
-    def disconnect(self, code: int, reason: str) -> str | None: ...
+    def unsubscribe(self, channel: str, code: int, reason: str) -> str | bytes | None: ...
+    def subscribe(self, channel: str, result: Mapping[str, Any]) -> str | bytes | None: ...
+    def disconnect(self, code: int, reason: str) -> str | bytes | None: ...
+
+
+class ClientCodec(Codec, Protocol):
+    """A Centrifuge-protocol encoding, as the protocol handler uses it.
+
+    Results are built as mappings named after the protocol's fields; payload leaves come from
+    :meth:`payload`, :meth:`publication_dict` and :meth:`client_info_dict` so that each
+    encoding gets the values it embeds.
+    """
+
+    unidirectional: bool
+
+    def decode(self, frame: str | bytes) -> list[Command]:
+        """The commands in a client frame; raises :class:`~.errors.Disconnect` (3501) when
+        the frame cannot be read."""
+        ...
+
+    def reply(self, cmd_id: int, method: str, result: Mapping[str, Any]) -> str | bytes: ...
+    def error_reply(self, cmd_id: int, error: ReplyError) -> str | bytes: ...
+    def payload(self, data: RawJSON) -> Any: ...
+    def publication_dict(self, pub: Publication) -> dict[str, Any]: ...
+    def client_info_dict(self, info: ClientInfo) -> dict[str, Any]: ...
+    def subscribe(self, channel: str, result: Mapping[str, Any]) -> str | bytes: ...
+    def connect(self, result: Mapping[str, Any]) -> str | bytes: ...
+    def refresh(self, ttl: int) -> str | bytes | None: ...
 
 
 class CentrifugeCodec:
@@ -89,6 +124,24 @@ class CentrifugeCodec:
         """Unidirectional clients get the close code and reason as a push before the close frame."""
         return self._push("", "disconnect", {"code": code, "reason": reason}) if self.unidirectional else None
 
+    def decode(self, frame: str | bytes) -> list[Command]:
+        return decode_frame(frame)
+
+    def reply(self, cmd_id: int, method: str, result: Mapping[str, Any]) -> str:
+        return encode.reply(cmd_id, method, result)
+
+    def error_reply(self, cmd_id: int, error: ReplyError) -> str:
+        return encode.error_reply(cmd_id, error)
+
+    def payload(self, data: RawJSON) -> orjson.Fragment:
+        return encode.json_data(data)
+
+    def publication_dict(self, pub: Publication) -> dict[str, Any]:
+        return encode.publication_dict(pub)
+
+    def client_info_dict(self, info: ClientInfo) -> dict[str, Any]:
+        return encode.client_info_dict(info)
+
 
 def raw_text(data: RawJSON) -> str:
     """A payload as plain text: a JSON string is unwrapped, anything else stays JSON."""
@@ -110,9 +163,11 @@ class RawCodec:
         self.expects_pong = ping is not None
 
     def publication(self, channel: str, pub: Publication) -> str | bytes:
+        """The payload as text, or as a binary frame for a :class:`Binary` payload."""
         frame = pub.encoded.get(self.name)
         if frame is None:
-            frame = pub.encoded[self.name] = raw_text(pub.data)
+            data = pub.data
+            frame = pub.encoded[self.name] = bytes(data) if isinstance(data, Binary) else raw_text(data)
         return frame
 
     def join(self, channel: str, info: ClientInfo) -> None:

@@ -12,11 +12,14 @@ from typing import Any
 
 import orjson
 
-from .errors import ReplyError
-from .messages import ClientInfo, Publication, StreamPosition
+from .codes import DisconnectCode
+from .errors import Disconnect, ReplyError
+from .messages import Binary, ClientInfo, Publication, RawJSON, StreamPosition
 
 PING = "{}"
 """The server ping: an empty reply. The client answers with the empty command ``{}``."""
+
+BINARY_TO_JSON = "inappropriate protocol: binary data for a JSON client"
 
 JSON_CODEC = "json"
 UNI_JSON_CODEC = "json-uni"
@@ -35,8 +38,18 @@ def client_info_dict(info: ClientInfo) -> dict[str, Any]:
     return out
 
 
+def json_data(data: RawJSON) -> orjson.Fragment:
+    """A payload to embed in a JSON frame. A :class:`Binary` payload cannot be: it raises
+    :class:`Disconnect` 3506 for that client (an empty one is sent as ``null``)."""
+    if isinstance(data, Binary):
+        if data:
+            raise Disconnect(DisconnectCode.INAPPROPRIATE_PROTOCOL, BINARY_TO_JSON)
+        return orjson.Fragment(b"null")
+    return orjson.Fragment(data)
+
+
 def publication_dict(pub: Publication) -> dict[str, Any]:
-    out: dict[str, Any] = {"data": orjson.Fragment(pub.data)}
+    out: dict[str, Any] = {"data": json_data(pub.data)}
     if pub.info is not None:
         out["info"] = client_info_dict(pub.info)
     if pub.offset:

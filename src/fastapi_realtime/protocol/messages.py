@@ -17,8 +17,17 @@ RawJSON = bytes
 """A JSON document, already encoded (UTF-8, no newlines)."""
 
 
+class Binary(bytes):
+    """A payload that is not JSON, sent by a Protobuf client. It travels as is to Protobuf
+    clients; a JSON client that would receive it is disconnected with 3506 (see
+    :class:`~.codes.DisconnectCode`), as Centrifugo does."""
+
+
 def to_raw(value: Any) -> RawJSON:
-    """Encode ``value`` as raw JSON. ``bytes`` are taken to be JSON already and checked."""
+    """Encode ``value`` as raw JSON. ``bytes`` are taken to be JSON already and checked;
+    :class:`Binary` payloads are kept as they are."""
+    if isinstance(value, Binary):
+        return value
     if isinstance(value, bytes | bytearray | memoryview):
         raw = bytes(value)
         orjson.loads(raw)  # raises orjson.JSONDecodeError (a ValueError) if it is not JSON
@@ -27,7 +36,10 @@ def to_raw(value: Any) -> RawJSON:
 
 
 def from_raw(raw: RawJSON | None) -> Any:
-    """Decode raw JSON back into Python values (``None`` stays ``None``)."""
+    """Decode raw JSON back into Python values (``None`` stays ``None``, a :class:`Binary`
+    payload becomes plain ``bytes``)."""
+    if isinstance(raw, Binary):
+        return bytes(raw)
     return None if raw is None else orjson.loads(raw)
 
 

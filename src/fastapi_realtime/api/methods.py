@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from ..hub import Node
 from ..protocol.codes import DisconnectCode, ErrorCode
 from ..protocol.errors import ReplyError
-from ..protocol.messages import ClientInfo, StreamPosition
+from ..protocol.messages import Binary, ClientInfo, StreamPosition
 from .models import (
     APIRequest,
     BatchRequest,
@@ -68,11 +68,12 @@ def _payload(req: PublishRequest | BroadcastRequest) -> Any:
         raise _bad_request("give data or b64data, not both")
     try:
         raw = base64.b64decode(req.b64data, validate=True)
-        orjson.loads(raw)
     except binascii.Error:
         raise _bad_request("b64data is not valid base64") from None
+    try:
+        orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise _bad_request("b64data must decode to JSON text: connections here cannot carry binary") from None
+        return Binary(raw)  # for Protobuf clients; a JSON client that would receive it gets 3506
     return raw
 
 
@@ -149,7 +150,11 @@ async def _history(hub: Node, req: HistoryRequest) -> Result:
     result = await hub.history(req.channel, since=since, limit=limit, reverse=req.reverse)
     pubs = []
     for pub in result.publications:
-        item: Result = {"data": orjson.Fragment(pub.data), "offset": pub.offset}
+        item: Result = {"offset": pub.offset}
+        if isinstance(pub.data, Binary):
+            item["data"], item["b64data"] = None, base64.b64encode(pub.data).decode()
+        else:
+            item["data"] = orjson.Fragment(pub.data)
         if pub.tags:
             item["tags"] = dict(pub.tags)
         if pub.info is not None:

@@ -19,7 +19,7 @@ LAYER = {
     "hub": 3,
     "client": 4, "transports": 4,
     "connection": 5, "auth": 5,
-    "app": 6, "__init__": 7,
+    "app": 6, "__init__": 7, "testing": 8,
 }  # fmt: skip
 
 

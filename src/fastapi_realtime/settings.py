@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,10 @@ class ChannelOptions:
     """Subscribers may read presence (when ``presence``); others get 103."""
     allow_recovery: bool = True
     """Subscribers may recover missed publications after a reconnect (needs history)."""
+    publish_model: Any = None
+    """A pydantic model class (anything with ``model_validate``) that client publications must
+    match; others get error 107 with the validation message. ``on_publish`` then sees the
+    model instance as ``ctx.data``, and the validated data is what is published."""
 
     def __post_init__(self) -> None:
         if self.history_size < 0 or self.history_ttl <= 0:

@@ -42,7 +42,7 @@ from ..protocol.commands import (
     decode_frame,
 )
 from ..protocol.errors import Disconnect, ReplyError
-from ..protocol.messages import from_raw, to_raw
+from ..protocol.messages import from_raw, to_raw, validate_as
 from ..ratelimit import TokenBucket
 from ..session import Frame, Session
 from .subscriptions import Result, Subscriptions, ttl_until
@@ -344,9 +344,15 @@ class ClientHandler:
     async def _publish(self, req: PublishRequest) -> Result:
         channel = self.hub.channel(req.channel)
         data: Any = req.data
+        model = channel.options.publish_model
+        if model is not None:
+            data = validate_as(model, from_raw(req.data))
         if self.hooks.on_publish is not None:
             ctx = PublishContext(
-                client=self.session.id, user=self.session.user, channel=req.channel, data=from_raw(req.data)
+                client=self.session.id,
+                user=self.session.user,
+                channel=req.channel,
+                data=from_raw(req.data) if model is None else data,
             )
             replaced = await self.hooks.on_publish(ctx)
             if replaced is not None:
@@ -381,7 +387,7 @@ class ClientHandler:
             raise ReplyError(ErrorCode.NOT_AVAILABLE)
         self._require_subscribed(req.channel, options.allow_history)
         limit = None if req.limit < 0 else req.limit
-        result = await self.hub.history(req.channel, since=req.since, limit=limit, reverse=req.reverse)
+        result = await self.hub.read_history(req.channel, since=req.since, limit=limit, reverse=req.reverse)
         out: Result = {"publications": [encode.publication_dict(p) for p in result.publications]}
         out.update(encode.position_dict(result.position))
         return out

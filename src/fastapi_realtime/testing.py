@@ -35,13 +35,15 @@ allows); the client splits frames, answers pings, and hands out one message at a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import queue
 import threading
 import time
+import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 import jwt
@@ -54,6 +56,7 @@ from starlette.websockets import WebSocketDisconnect
 from .app import JSON_SUBPROTOCOL, Hub
 from .protocol.errors import ReplyError
 from .protocol.messages import StreamPosition, to_raw
+from .session import Session
 from .settings import ChannelOptions, HubSettings
 
 DEFAULT_TIMEOUT = 5.0
@@ -98,6 +101,7 @@ class ProtocolTestClient:
         """The result of the last ``connect`` (``client``, ``version``, ``subs``...)."""
         self.close_code: int | None = None
         self.close_reason = ""
+        self._closing = False
         self._incoming: queue.Queue[Any] = queue.Queue()
         self._replies: dict[int, dict[str, Any]] = {}
         self._pushes: deque[dict[str, Any]] = deque()
@@ -114,11 +118,15 @@ class ProtocolTestClient:
         *,
         token: str = "",
         data: Any = None,
+        headers: Mapping[str, str] | None = None,
         connect: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> Iterator[ProtocolTestClient]:
-        """Open a WebSocket to ``path`` and, unless ``connect=False``, send ``connect``."""
-        with test_client.websocket_connect(path, subprotocols=[JSON_SUBPROTOCOL]) as websocket:
+        """Open a WebSocket to ``path`` (with HTTP ``headers``, e.g. a cookie) and, unless
+        ``connect=False``, send ``connect`` with ``token`` and ``data``."""
+        with test_client.websocket_connect(
+            path, subprotocols=[JSON_SUBPROTOCOL], headers=dict(headers or {})
+        ) as websocket:
             client = cls(websocket, timeout=timeout)
             try:
                 if connect:
@@ -310,7 +318,10 @@ class ProtocolTestClient:
         return self.close_code, self.close_reason
 
     def close(self, code: int = 1000) -> None:
-        """Close the WebSocket from the client side."""
+        """Close the WebSocket from the client side (once; later calls do nothing)."""
+        if self._closing:
+            return
+        self._closing = True
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             self.websocket.close(code)
 
@@ -323,12 +334,37 @@ class HubTester:
         self.test_client = test_client
         self.hub = hub
         self.path = path
+        self._departures = _departures_of(hub)
 
+    @contextlib.contextmanager
     def connect(
-        self, *, token: str = "", data: Any = None, path: str | None = None, timeout: float = DEFAULT_TIMEOUT
-    ) -> contextlib.AbstractContextManager[ProtocolTestClient]:
-        """A connected :class:`ProtocolTestClient`, for a ``with`` block."""
-        return ProtocolTestClient.open(self.test_client, path or self.path, token=token, data=data, timeout=timeout)
+        self,
+        *,
+        token: str = "",
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        path: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Iterator[ProtocolTestClient]:
+        """A connected :class:`ProtocolTestClient`, for a ``with`` block (see :meth:`ProtocolTestClient.open`).
+
+        On exit the client closes its connection and waits (at most ``timeout`` seconds) until
+        the hub has let it go: presence, subscriber counts and ``on_session_closed`` hooks
+        have caught up when the block ends.
+        """
+        with ProtocolTestClient.open(
+            self.test_client, path or self.path, headers=headers, connect=False, timeout=timeout
+        ) as client:
+            try:
+                client.connect(token=token, data=data)
+                yield client
+            finally:
+                client_id = client.connect_result.get("client")
+                if client.close_code is None or client_id is not None:
+                    departure = self.call(self._departures.expect, client_id)
+                    client.close()
+                    if not self.call(departure.wait, timeout):
+                        raise NoMessage("the hub did not let the connection go in time")
 
     def call(self, func: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``await func(*args, **kwargs)`` on the app's event loop and return its result."""
@@ -343,6 +379,55 @@ class HubTester:
     def publish(self, channel: str, data: Any) -> StreamPosition:
         """``hub.publish(channel, data)`` from a plain test."""
         return self.call(self.hub.publish, channel, data)
+
+
+class _Departure:
+    def __init__(self, client: str | None) -> None:
+        self.client = client
+        self.done = asyncio.Event()
+
+    async def wait(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.done.wait()
+        return self.done.is_set()
+
+
+class _Departures:
+    """Tells waiting testers when the hub has let a session go (``Hub.on_session_closed``).
+    A departure of an unknown client (one that never connected) is met by the next session
+    that closes."""
+
+    def __init__(self) -> None:
+        self.waiting: list[_Departure] = []
+        self.recent: deque[str] = deque(maxlen=1000)
+
+    async def expect(self, client: str | None) -> _Departure:
+        departure = _Departure(client)
+        if client is not None and client in self.recent:
+            departure.done.set()
+        else:
+            self.waiting.append(departure)
+        return departure
+
+    async def session_closed(self, session: Session) -> None:
+        self.recent.append(session.id)
+        for departure in list(self.waiting):
+            if departure.client in (None, session.id):
+                departure.done.set()
+                self.waiting.remove(departure)
+                return
+
+
+_DEPARTURES: weakref.WeakKeyDictionary[Hub, _Departures] = weakref.WeakKeyDictionary()
+
+
+def _departures_of(hub: Hub) -> _Departures:
+    departures = _DEPARTURES.get(hub)
+    if departures is None:
+        departures = _DEPARTURES[hub] = _Departures()
+        hub.on_session_closed.append(departures.session_closed)
+    return departures
 
 
 def make_token(

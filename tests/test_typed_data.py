@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from starlette.testclient import TestClient
 from test_sdk_python import connected, hs256, make_hub, serve, subscribed
 
-from fastapi_realtime import ChannelOptions, Hub, HubSettings, PublishContext, RPCContext
+from fastapi_realtime import ChannelOptions, Hub, HubSettings, PublishContext, ReplyError, RPCContext
 from fastapi_realtime.protocol import to_raw
 from fastapi_realtime.testing import HubTester
 
@@ -182,3 +182,15 @@ async def test_rpc_model_validates_the_call_data_with_107() -> None:
         with pytest.raises(SDKReplyError) as not_an_object:
             await client.rpc("add", [1, 2])
         assert not_an_object.value.code == 107
+
+
+def test_permission_comes_before_validation() -> None:
+    hub = Hub(
+        HubSettings(allow_anonymous=True, namespaces={"ro": ChannelOptions(publish_model=Message)})
+    )  # allow_publish is False
+    app = FastAPI(lifespan=hub.lifespan)
+    app.include_router(hub.router())
+    with TestClient(app) as client, HubTester(client, hub).connect() as ada:
+        with pytest.raises(ReplyError) as refused:
+            ada.publish("ro:x", {"text": ""})
+        assert refused.value.code == 103  # not 107: a client without the right learns nothing of the model

@@ -172,6 +172,8 @@ class ProtocolTestClient:
             self.close_code, self.close_reason = item
             return
         for line in item.split("\n"):
+            if not line:
+                continue
             msg = orjson.loads(line)
             if msg == {}:  # a server ping
                 self._send_raw("{}")

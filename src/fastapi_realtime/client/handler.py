@@ -344,8 +344,10 @@ class ClientHandler:
     async def _publish(self, req: PublishRequest) -> Result:
         channel = self.hub.channel(req.channel)
         data: Any = req.data
+        if self.hooks.on_publish is None and not channel.options.allow_publish:
+            raise ReplyError(ErrorCode.PERMISSION_DENIED)
         model = channel.options.publish_model
-        if model is not None:
+        if model is not None:  # 107 with the validation message; the hook sees the model instance
             data = validate_as(model, from_raw(req.data))
         if self.hooks.on_publish is not None:
             ctx = PublishContext(
@@ -357,8 +359,6 @@ class ClientHandler:
             replaced = await self.hooks.on_publish(ctx)
             if replaced is not None:
                 data = replaced
-        elif not channel.options.allow_publish:
-            raise ReplyError(ErrorCode.PERMISSION_DENIED)
         if not channel.allows_user(self.session.user):
             raise ReplyError(ErrorCode.PERMISSION_DENIED)
         sub = self.session.subscriptions.get(req.channel)

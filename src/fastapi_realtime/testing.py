@@ -43,7 +43,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import jwt
@@ -436,7 +436,7 @@ def make_token(
     secret: str,
     *,
     user: str = "",
-    channels: list[str] | None = None,
+    channels: Sequence[str] | None = None,
     ttl: float | None = 3600.0,
     info: Any = None,
     meta: Any = None,

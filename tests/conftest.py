@@ -10,11 +10,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from namespaces import CHAT
+
 from fastapi_realtime import ChannelOptions, Hub, HubSettings
 
 NAMESPACES = {
     "": ChannelOptions(),
-    "chat": ChannelOptions(history_size=100, presence=True, join_leave=True, allow_publish=True),
+    "chat": CHAT,
     "news": ChannelOptions(history_size=10),
 }
 

@@ -22,11 +22,13 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from cent import AsyncClient, HistoryRequest, PublishRequest
 from servers import running_server
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
+from wsclient import ProtocolClient
 
-from examples import auth, chat, echo, ticker
+from examples import auth, chat, echo, http_api, ticker
 from fastapi_realtime import Hub, StreamPosition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -252,10 +254,44 @@ async def test_auth_accepts_a_minted_token_and_knows_the_user() -> None:
 
 # -- one command each ---------------------------------------------------------------------
 
+# -- http_api -----------------------------------------------------------------------------
+
+
+async def test_http_api_publication_from_cent_and_curl_reaches_a_sdk_subscriber() -> None:
+    async with (
+        running_server(http_api.app) as server,
+        ProtocolClient.connected(f"{server.ws_url}/connection/websocket", timeout=TIMEOUT) as ws,
+        httpx.AsyncClient(base_url=server.http_url, timeout=TIMEOUT) as http,
+    ):
+        assert "connect" in await ws.request({"id": 1, "connect": {}})
+        assert "error" not in await ws.command("subscribe", {"channel": "news:lobby"})
+
+        client = AsyncClient(f"{server.http_url}/api", http_api.API_KEY, timeout=TIMEOUT)
+        try:
+            result = await client.publish(PublishRequest(channel="news:lobby", data={"text": "hi"}))
+            assert result.offset == 1
+            # The docstring's curl: a form-encoded content type, the key in X-API-Key.
+            curl = await http.post(
+                "/api/publish",
+                content=b'{"channel": "news:lobby", "data": {"text": "hi"}}',
+                headers={"X-API-Key": http_api.API_KEY, "Content-Type": "application/x-www-form-urlencoded"},
+            )
+            assert curl.status_code == 200 and curl.json()["result"]["offset"] == 2
+            history = await client.history(HistoryRequest(channel="news:lobby", limit=-1))
+            assert [p.offset for p in history.publications] == [1, 2]
+        finally:
+            await client.close()
+        for offset in (1, 2):
+            pub = (await ws.next_push())["pub"]
+            assert (pub["data"], pub["offset"]) == ({"text": "hi"}, offset)
+        wrong = await http.post("/api/publish", json={"channel": "news:lobby", "data": 1})
+        assert wrong.status_code == 401
+
+
 STARTED = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
-@pytest.mark.parametrize("name", ["echo", "chat", "ticker", "auth"])
+@pytest.mark.parametrize("name", ["echo", "chat", "ticker", "auth", "http_api"])
 async def test_example_runs_with_python_dash_m(name: str) -> None:
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": "0", "PYTHONUNBUFFERED": "1"}
     proc = await asyncio.create_subprocess_exec(

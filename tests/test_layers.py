@@ -14,12 +14,12 @@ PACKAGE = Path(fastapi_realtime.__file__).parent
 
 LAYER = {
     "protocol": 0,
-    "channels": 1, "settings": 1, "ratelimit": 1, "hooks": 1, "_version": 1,
+    "channels": 1, "settings": 1, "ratelimit": 1, "hooks": 1, "_version": 1, "permissions": 1, "limits": 1,
     "session": 2, "brokers": 2,
     "hub": 3,
     "client": 4, "transports": 4,
-    "connection": 5, "auth": 5,
-    "app": 6, "__init__": 7, "testing": 8,
+    "connection": 5, "auth": 5, "idempotency": 1,
+    "app": 6, "api": 6, "__init__": 7, "testing": 8,
 }  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 - :meth:`Hub.router` mounts the Centrifuge-protocol WebSocket endpoint
   (``/connection/websocket``, the SDKs' default);
+- :meth:`Hub.api_router` mounts the Centrifugo-compatible HTTP server API (``/api/...``);
 - :meth:`Hub.connection` is the tutorial-style API for hand-written endpoints;
 - ``@hub.on_connect``, ``@hub.on_subscribe``, ``@hub.on_publish``, ``@hub.on_refresh``,
   ``@hub.on_message`` and ``@hub.rpc("name")`` register the in-process hooks.
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, WebSocketException
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from . import api
 from .client import ClientHandler
 from .connection import Connection
 from .hooks import OnConnect, OnMessage, OnPublish, OnRefresh, OnRPC, OnSubscribe, RPCContext
@@ -61,7 +63,8 @@ class Hub(Node):
         return func
 
     def on_publish(self, func: OnPublish) -> OnPublish:
-        """Register the publish hook; it decides client publications (and may replace data)."""
+        """Register the publish hook; it refines client publications the namespace allows
+        (refuses them, or replaces their data)."""
         self.hooks.on_publish = func
         return func
 
@@ -100,6 +103,11 @@ class Hub(Node):
             router.add_api_websocket_route(uni_path, self.uni_websocket_endpoint)
         return router
 
+    def api_router(self, *, api_key: str, prefix: str = "/api") -> APIRouter:
+        """An ``APIRouter`` with the Centrifugo-compatible HTTP server API (``POST /api/publish``,
+        ``/api/batch``, ...) protected by ``api_key``; see :mod:`fastapi_realtime.api`."""
+        return api.make_router(self, api_key=api_key, prefix=prefix)
+
     async def websocket_endpoint(self, websocket: WebSocket) -> None:
         """Serve one Centrifuge-protocol client on ``websocket`` (JSON encoding)."""
         offered = [p for p in websocket.scope.get("subprotocols", []) if p]
@@ -130,7 +138,7 @@ class Hub(Node):
         initial_connect: str | None = None,
     ) -> None:
         try:
-            session = self.open_session(transport, codec, user=None)
+            session = self.open_session(transport, codec, user=None, client_ip=_client_ip(websocket))
         except Disconnect as exc:
             await transport.close(exc.code, exc.reason)
             return
@@ -174,6 +182,7 @@ class Hub(Node):
                 RawCodec(ping=ping),
                 user=user,
                 conn_info=None if info is None else to_raw(info),
+                client_ip=_client_ip(websocket),
             )
         except Disconnect as exc:
             raise WebSocketException(exc.code, exc.reason) from None  # Starlette closes with the code
@@ -202,6 +211,12 @@ def _validating(model: Any, func: OnRPC) -> OnRPC:
         return await func(ctx, validate_as(model, data))
 
     return validated
+
+
+def _client_ip(websocket: WebSocket) -> str | None:
+    """The peer's IP as the ASGI server reports it (the proxy's, unless the server is told to
+    trust its forwarded headers: uvicorn ``--proxy-headers --forwarded-allow-ips``)."""
+    return websocket.client.host if websocket.client is not None else None
 
 
 async def _close_at(session: Session, expire_at: int) -> None:

@@ -15,24 +15,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import logging
+import os
+import secrets
+import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
 import orjson
 
+from ._version import __version__
 from .brokers.base import Broker, HistoryResult, PublishOptions
 from .brokers.memory import MemoryBroker
 from .channels import Channel, parse_channel
 from .hooks import Hooks, TokenVerifier
+from .idempotency import IdempotencyCache
+from .limits import IPLimits
 from .protocol.codecs import Codec
 from .protocol.codes import DisconnectCode, ErrorCode, UnsubscribeCode
 from .protocol.errors import Disconnect, ReplyError
 from .protocol.messages import ClientInfo, Publication, RawJSON, StreamPosition, from_raw, to_raw
 from .session import Flusher, Session, Subscription, Transport
-from .settings import HubSettings
+from .settings import INSECURE_ENV, HubSettings
 
 log = logging.getLogger("fastapi_realtime.hub")
 
@@ -108,6 +115,9 @@ class Node:
         self._channels: dict[str, _ChannelState] = {}
         self._sessions: dict[str, Session] = {}
         self._users: dict[str, set[Session]] = {}
+        self._ip_limits = IPLimits(self.settings)
+        self._session_ips: dict[str, str] = {}
+        """Client IP of each session that came with one (for ``IPLimits.release``)."""
         self._started = False
         self._closing = False
         self._no_sessions = asyncio.Event()
@@ -117,6 +127,12 @@ class Node:
         self._flusher = Flusher()
         self.on_session_closed: list[Callable[[Session], Awaitable[None]]] = []
         """Coroutines called with each session after it closed and left every channel."""
+        self.node_id = secrets.token_hex(8)
+        """This hub's id (``info``); unique per hub instance."""
+        self._started_at = time.monotonic()
+        self._published_once: IdempotencyCache[StreamPosition] = IdempotencyCache(
+            self.settings.idempotency_window, self.settings.idempotency_max_keys
+        )
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -124,11 +140,24 @@ class Node:
         """Start the broker and the presence refresher. Idempotent."""
         if self._started:
             return
+        self._check_insecure()
         await self.broker.start(self)
         self._slice_started = asyncio.get_running_loop().time()
+        self._started_at = time.monotonic()
         self._presence_task = asyncio.create_task(self._refresh_presence_forever(), name="hub-presence")
         self._started = True
         self._closing = False
+
+    def _check_insecure(self) -> None:
+        if not self.settings.insecure:
+            return
+        name, value = INSECURE_ENV
+        if os.environ.get(name) != value:
+            raise RuntimeError(
+                f"HubSettings(insecure=True) lets every client do anything (development only); "
+                f"set the environment variable {name}={value!r} to start such a hub"
+            )
+        log.warning("INSECURE hub: every client may connect without a token and do anything (development only)")
 
     async def close(self) -> None:
         """Shut down gracefully: refuse new sessions, close every session with 3001
@@ -173,18 +202,32 @@ class Node:
         *,
         user: str | None = "",
         conn_info: RawJSON | None = None,
+        client_ip: str | None = None,
     ) -> Session:
         """Create a session for a new connection. Raises :class:`Disconnect` when the hub is
-        not running (3001) or already holds ``max_connections`` sessions (3504).
+        not running (3001), already holds ``max_connections`` sessions, or ``user`` its
+        ``max_connections_per_user``, or ``client_ip`` its ``max_connections_per_ip`` (3504),
+        or ``client_ip`` connects faster than ``connect_rate_per_ip`` allows (3013).
 
         ``user=None``: not authenticated yet; the session gets no broadcasts and no server-side
-        subscriptions until :meth:`set_user` says who it is.
+        subscriptions until :meth:`set_user` says who it is. ``client_ip``: the peer's address
+        (``websocket.client.host``); ``None`` (unknown) skips the per-IP limits.
         """
         if not self._started or self._closing:
             raise Disconnect(DisconnectCode.SHUTDOWN)
         if len(self._sessions) >= self.settings.max_connections:
             raise Disconnect(DisconnectCode.CONNECTION_LIMIT)
+        if user:
+            self._check_user_limit(user)
+        if client_ip is not None:
+            try:
+                self._ip_limits.admit(client_ip)
+            except Disconnect as exc:
+                log.info("connection from %s refused: %s", client_ip, exc.reason)
+                raise
         session = Session(transport, codec, self.settings, user=user or "", conn_info=conn_info, flusher=self._flusher)
+        if client_ip is not None:
+            self._session_ips[session.id] = client_ip
         self._sessions[session.id] = session
         if user is not None:
             self.set_user(session, user, conn_info)
@@ -199,11 +242,20 @@ class Node:
             await self._detach(session)
 
     def set_user(self, session: Session, user: str, conn_info: RawJSON | None = None) -> None:
-        """Record who ``session`` is once it authenticated (before it subscribes)."""
+        """Record who ``session`` is once it authenticated (before it subscribes). Raises
+        :class:`Disconnect` 3504 when ``user`` has ``max_connections_per_user`` already."""
+        if user:
+            self._check_user_limit(user, session)
         self._forget_user(session)
         session.user, session.conn_info = user, conn_info
         session.authenticated = True
         self._users.setdefault(user, set()).add(session)
+
+    def _check_user_limit(self, user: str, session: Session | None = None) -> None:
+        sessions = self._users.get(user, ())
+        if session not in sessions and len(sessions) >= self.settings.max_connections_per_user:
+            log.info("connection of user %r refused: %d connections already", user, len(sessions))
+            raise Disconnect(DisconnectCode.CONNECTION_LIMIT)
 
     def _forget_user(self, session: Session) -> None:
         sessions = self._users.get(session.user) if session.authenticated else None
@@ -220,6 +272,9 @@ class Node:
             except Exception:  # the broker failed; the session is gone from this hub all the same
                 log.exception("removing session %s from %s failed", session.id, channel)
         self._sessions.pop(session.id, None)
+        ip = self._session_ips.pop(session.id, None)
+        if ip is not None:
+            self._ip_limits.release(ip)
         self._forget_user(session)
         for callback in self.on_session_closed:
             try:
@@ -252,7 +307,8 @@ class Node:
 
         Publications are buffered in the session until :meth:`Session.finish_subscribe`, so
         that the caller can send its subscribe reply first. Raises :class:`ReplyError`
-        105 (already subscribed), 106 (channel limit), 107/102 (bad or unknown channel).
+        105 (already subscribed), 106 (channel limit, or ``presence_max_clients`` present
+        already), 107/102 (bad or unknown channel).
         """
         channel = self.channel(name)
         if name in session.subscriptions:
@@ -274,6 +330,8 @@ class Node:
                         state.broker_subscribed = True
             info = session.info(chan_info)
             if channel.options.presence:
+                if await self.broker.presence_count(name) >= self.settings.presence_max_clients:
+                    raise ReplyError(ErrorCode.LIMIT_EXCEEDED, "presence limit exceeded")
                 await self.broker.add_presence(name, info, self.settings.presence_ttl)
             if channel.options.join_leave:
                 await self.broker.publish_join(name, info)
@@ -319,19 +377,29 @@ class Node:
         *,
         info: ClientInfo | None = None,
         tags: Mapping[str, str] | None = None,
+        skip_history: bool = False,
+        idempotency_key: str | None = None,
     ) -> StreamPosition:
         """Publish ``data`` (any JSON value; ``bytes`` are taken as JSON text) to ``channel``.
 
         Safe to call from route handlers, background tasks and any coroutine on the hub's loop.
         Returns the publication's position (offset 0 and epoch ``""`` without history).
+        ``skip_history``: deliver only, keep nothing (offset 0). ``idempotency_key``: a publish
+        repeating the key for ``channel`` within ``idempotency_window`` is not delivered again
+        and returns the first one's position.
         """
         ch = self.channel(channel)
+        if idempotency_key:
+            return await self._published_once.run(
+                (channel, idempotency_key),
+                lambda: self.publish(channel, data, info=info, tags=tags, skip_history=skip_history),
+            )
         pub = Publication(data=to_raw(data), info=info, tags=tags, time=int(time.time() * 1000))
         opts = ch.options
         position = await self.broker.publish(
             channel,
             pub,
-            PublishOptions(opts.history_size, opts.history_ttl, self.settings.history_meta_ttl),
+            PublishOptions(0 if skip_history else opts.history_size, opts.history_ttl, self.settings.history_meta_ttl),
         )
         await self._yield_if_busy()
         return position
@@ -400,20 +468,22 @@ class Node:
             raise ReplyError(ErrorCode.NOT_AVAILABLE)
         return await self.broker.presence_stats(channel)
 
-    async def unsubscribe_user(self, user: str, channel: str) -> None:
-        """Unsubscribe every connection of ``user``, on every hub, from ``channel``."""
+    async def unsubscribe_user(self, user: str, channel: str, *, client: str | None = None) -> None:
+        """Unsubscribe every connection of ``user`` (only connection ``client`` if given), on
+        every hub, from ``channel``."""
         self.channel(channel)
-        await self._control({"op": "unsubscribe", "user": user, "channel": channel})
+        await self._control({"op": "unsubscribe", "user": user, "channel": channel, "client": client})
 
-    async def subscribe_user(self, user: str, channel: str) -> None:
-        """Subscribe every connection of ``user``, on every hub, to ``channel`` (a server-side
-        subscription: protocol clients get a ``subscribe`` push).
+    async def subscribe_user(self, user: str, channel: str, *, client: str | None = None) -> None:
+        """Subscribe every connection of ``user`` (only connection ``client`` if given), on
+        every hub, to ``channel`` (a server-side subscription: protocol clients get a
+        ``subscribe`` push).
 
         It returns once every hub was told, before the subscriptions exist: a publication
         made right after it may reach a connection before it is subscribed, or not at all.
         """
         self.channel(channel)
-        await self._control({"op": "subscribe", "user": user, "channel": channel})
+        await self._control({"op": "subscribe", "user": user, "channel": channel, "client": client})
 
     def server_subscribe(self, session: Session, channel: str) -> None:
         """Subscribe ``session`` to ``channel`` on the server's initiative (never awaits)."""
@@ -426,13 +496,38 @@ class Node:
 
     async def _join(self, session: Session, channel: str) -> None:
         await self.subscribe(session, channel)
-        session.finish_subscribe(channel)
+        self.finish_subscribe(session, channel)
+
+    def finish_subscribe(self, session: Session, channel: str, after_offset: int = 0) -> None:
+        """End a subscribe of ``session`` once its reply is queued: queue the publications that
+        came meanwhile (see :meth:`Session.finish_subscribe`), then its own join event, if it
+        asked for join/leave (as Centrifugo, a client sees its own join, after its reply)."""
+        session.finish_subscribe(channel, after_offset)
+        sub = session.subscriptions.get(channel)
+        if sub is not None and sub.join_leave:
+            session.deliver_join(channel, session.info(sub.chan_info))
 
     async def disconnect(
-        self, user: str, code: int = DisconnectCode.FORCE_DISCONNECT, reason: str | None = None
+        self,
+        user: str,
+        code: int = DisconnectCode.FORCE_DISCONNECT,
+        reason: str | None = None,
+        *,
+        client: str | None = None,
+        whitelist: Collection[str] = (),
     ) -> None:
-        """Disconnect every connection of ``user``, on every hub."""
-        await self._control({"op": "disconnect", "user": user, "code": int(code), "reason": reason})
+        """Disconnect every connection of ``user`` (only connection ``client`` if given, none
+        whose id is in ``whitelist``), on every hub."""
+        await self._control(
+            {
+                "op": "disconnect",
+                "user": user,
+                "code": int(code),
+                "reason": reason,
+                "client": client,
+                "whitelist": list(whitelist),
+            }
+        )
 
     # -- broker events ----------------------------------------------------------------
 
@@ -452,7 +547,7 @@ class Node:
         state = self._channels.get(channel)
         if state is not None:
             for session in state.sessions:
-                if session.id != info.client:
+                if session.id != info.client:  # the joiner's own join comes from finish_subscribe
                     session.deliver_join(channel, info, leave=leave)
 
     def on_control(self, data: bytes) -> None:
@@ -465,14 +560,16 @@ class Node:
                     if session.authenticated:
                         session.enqueue(session.codec.message(raw))
             elif op == "disconnect":
-                for session in self.sessions_of(msg["user"]):
+                for session in self._targets(msg):
                     session.close(msg["code"], msg["reason"])
             elif op == "unsubscribe":
-                for session in self.sessions_of(msg["user"]):
+                for session in self._targets(msg):
                     self.server_unsubscribe(session, msg["channel"])
             elif op == "subscribe":
-                for session in self.sessions_of(msg["user"]):
+                for session in self._targets(msg):
                     self.server_subscribe(session, msg["channel"])
+            elif op == "refresh":
+                self._refresh_sessions(self._targets(msg), msg["expired"], msg["expire_at"])
         except (KeyError, TypeError, ValueError):
             log.warning("ignored malformed control message %r", data[:200])
 
@@ -522,3 +619,70 @@ class Node:
             "channels": len(self._channels),
             "subscriptions": sum(len(s.sessions) for s in self._channels.values()),
         }
+
+    # -- server API: targets, refresh, info, channel counts -------------------------------
+
+    def _targets(self, msg: Mapping[str, Any]) -> list[Session]:
+        """Sessions of ``msg["user"]``, only ``msg["client"]`` if set, none in ``msg["whitelist"]``."""
+        client, keep = msg.get("client"), set(msg.get("whitelist") or ())
+        return [s for s in self.sessions_of(msg["user"]) if (not client or s.id == client) and s.id not in keep]
+
+    async def refresh_user(
+        self, user: str, *, client: str | None = None, expired: bool = False, expire_at: int = 0
+    ) -> None:
+        """Refresh the connections of ``user`` (only connection ``client`` if given), on every hub.
+
+        ``expired``: close them now with 3005. Otherwise ``expire_at`` (Unix seconds; 0: never)
+        becomes their new expiry, as if the client had refreshed its token. Only protocol
+        connections (SDK clients) take a new expiry; tutorial connections ignore it.
+        """
+        await self._control(
+            {"op": "refresh", "user": user, "client": client, "expired": expired, "expire_at": int(expire_at)}
+        )
+
+    def _refresh_sessions(self, sessions: list[Session], expired: bool, expire_at: int) -> None:
+        for session in sessions:
+            if expired:
+                session.close(DisconnectCode.EXPIRED)
+            elif session.on_server_refresh is not None:
+                session.on_server_refresh(expire_at)
+
+    def channel_counts(self, pattern: str | None = None) -> dict[str, int]:
+        """Channels with subscribers on this hub -> their number of subscribers here.
+
+        ``pattern`` keeps the names it matches (shell-style: ``*``, ``?``, ``[...]``).
+        """
+        return {
+            name: len(state.sessions)
+            for name, state in self._channels.items()
+            if state.sessions and (not pattern or fnmatch.fnmatchcase(name, pattern))
+        }
+
+    def info(self) -> NodeInfo:
+        """Who this hub is and what it holds (the server API's ``info``)."""
+        stats = self.stats
+        return NodeInfo(
+            uid=self.node_id,
+            name=f"{socket.gethostname()}_{os.getpid()}",
+            version=__version__,
+            num_clients=stats["sessions"],
+            num_users=stats["users"],
+            num_channels=stats["channels"],
+            num_subs=stats["subscriptions"],
+            uptime=int(time.monotonic() - self._started_at),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """One hub as the server API's ``info`` reports it."""
+
+    uid: str
+    name: str
+    version: str
+    num_clients: int
+    num_users: int
+    num_channels: int
+    num_subs: int
+    uptime: int
+    """Seconds since the hub started."""

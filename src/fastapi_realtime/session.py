@@ -173,6 +173,8 @@ class Session:
         """Called on a gap in a positioned channel; by default the session closes with 3010."""
         self.on_server_subscribe: Callable[[str], None] | None = None
         """Called when the server subscribes this session to a channel at run time."""
+        self.on_server_refresh: Callable[[int], None] | None = None
+        """Called with a new expiry (Unix seconds, 0: never) when the server API refreshes it."""
         self._queue: deque[Frame] = deque()
         self._queued_bytes = 0
         self._incoming: asyncio.Queue[Frame] | None = None

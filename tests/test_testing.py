@@ -62,9 +62,6 @@ def test_an_error_reply_raises_reply_error_with_its_code(realtime: HubTester) ->
         with pytest.raises(ReplyError) as refused:
             ada.publish("news", {"x": 1})  # the default namespace does not allow client publishing
         assert refused.value.code == 103
-        with pytest.raises(ReplyError) as missing:
-            ada.rpc("nothing")
-        assert missing.value.code == 104
 
 
 def test_rpc_returns_the_handler_data(realtime: HubTester, realtime_hub: Hub) -> None:

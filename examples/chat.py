@@ -14,7 +14,8 @@ Every frame the server sends is one JSON object::
 
 A client's own ``join`` is the first frame it gets: from then on it is in the room.
 
-Run it with ``python -m examples.chat`` and open http://127.0.0.1:8000.
+Run it with ``make demo`` or ``python -m examples.chat`` (``HOST`` and ``PORT`` from the
+environment, default 127.0.0.1:8000) and open http://127.0.0.1:8000 in two browser tabs.
 """
 
 from __future__ import annotations
@@ -87,5 +88,10 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+NEXT_STEPS = """
+fastapi-realtime demo chat: open {url} in two browser tabs, pick a name in each, join the same
+room, and chat. Stop it with Ctrl+C. Another address: HOST=0.0.0.0 PORT=9000 make demo
+"""
+
 if __name__ == "__main__":
-    serve(app)
+    serve(app, next_steps=NEXT_STEPS)

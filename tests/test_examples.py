@@ -300,10 +300,10 @@ async def test_example_runs_with_python_dash_m(name: str) -> None:
         f"examples.{name}",
         cwd=ROOT,
         env=env,
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    assert proc.stderr is not None
+    assert proc.stderr is not None and proc.stdout is not None
     try:
         async with asyncio.timeout(TIMEOUT * 2):
             port = None
@@ -314,9 +314,14 @@ async def test_example_runs_with_python_dash_m(name: str) -> None:
                     port = int(found.group(1))
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=TIMEOUT) as http:
             assert (await http.get("/openapi.json")).status_code == 200
+        if name == "chat":  # `make demo` says what to do next, before uvicorn starts
+            async with asyncio.timeout(TIMEOUT):
+                printed = (await proc.stdout.readline() + await proc.stdout.readline()).decode()
+            assert "open http://127.0.0.1:<the port uvicorn prints below> in two browser tabs" in printed
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
         async with asyncio.timeout(TIMEOUT * 2):
             await proc.communicate()
     assert proc.returncode == 0
+

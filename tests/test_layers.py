@@ -19,7 +19,7 @@ LAYER = {
     "hub": 3,
     "client": 4, "transports": 4,
     "connection": 5, "auth": 5, "idempotency": 1,
-    "app": 6, "api": 6, "__init__": 7,
+    "app": 6, "api": 6, "__init__": 7, "testing": 8,
 }  # fmt: skip
 
 
@@ -59,7 +59,7 @@ def test_lower_layers_never_import_higher_ones() -> None:
 
 
 def test_protocol_is_pure() -> None:
-    forbidden = {"asyncio", "starlette", "fastapi", "uvicorn", "socket"}
+    forbidden = {"asyncio", "starlette", "fastapi", "uvicorn", "socket", "pydantic"}
     for path in (PACKAGE / "protocol").rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
@@ -74,9 +74,9 @@ def test_protocol_is_pure() -> None:
 
 def test_public_surface() -> None:
     assert set(fastapi_realtime.__all__) == {
-        "Broker", "BrokerEvents", "ChannelOptions", "ClientInfo", "ConnectContext", "ConnectReply",
-        "Connection", "Credentials", "Disconnect", "DisconnectCode", "ErrorCode", "HistoryResult", "Hub",
-        "HubSettings", "JWTAuth", "MemoryBroker", "Publication", "PublishContext", "PublishOptions",
+        "Broker", "BrokerEvents", "ChannelHistory", "ChannelOptions", "ClientInfo", "ConnectContext", "ConnectReply",
+        "Connection", "Credentials", "Disconnect", "DisconnectCode", "ErrorCode", "HistoryPublication", "HistoryResult",
+        "Hub", "HubSettings", "JWTAuth", "MemoryBroker", "Publication", "PublishContext", "PublishOptions",
         "RPCContext", "RealtimeError", "RefreshContext", "ReplyError", "StreamPosition", "SubscribeContext",
         "SubscriptionGrant", "UnsubscribeCode", "__version__",
     }  # fmt: skip

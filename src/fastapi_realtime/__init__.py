@@ -20,6 +20,7 @@ from .hooks import (
     SubscribeContext,
     SubscriptionGrant,
 )
+from .hub import ChannelHistory, HistoryPublication
 from .protocol import (
     ClientInfo,
     Disconnect,
@@ -36,6 +37,7 @@ from .settings import ChannelOptions, HubSettings
 __all__ = [
     "Broker",
     "BrokerEvents",
+    "ChannelHistory",
     "ChannelOptions",
     "ClientInfo",
     "ConnectContext",
@@ -45,6 +47,7 @@ __all__ = [
     "Disconnect",
     "DisconnectCode",
     "ErrorCode",
+    "HistoryPublication",
     "HistoryResult",
     "Hub",
     "HubSettings",

@@ -22,12 +22,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from . import api
 from .client import ClientHandler
 from .connection import Connection
-from .hooks import OnConnect, OnMessage, OnPublish, OnRefresh, OnRPC, OnSubscribe
+from .hooks import OnConnect, OnMessage, OnPublish, OnRefresh, OnRPC, OnSubscribe, RPCContext
 from .hub import Node
 from .protocol.codecs import CentrifugeCodec, ClientCodec, RawCodec
 from .protocol.codes import DisconnectCode
 from .protocol.errors import Disconnect, ReplyError
-from .protocol.messages import to_raw
+from .protocol.messages import to_raw, validate_as
 from .protocol.protobuf import ProtobufCodec
 from .session import Session
 from .transports.websocket import WebSocketTransport
@@ -79,11 +79,16 @@ class Hub(Node):
         self.hooks.on_message = func
         return func
 
-    def rpc(self, method: str) -> Callable[[OnRPC], OnRPC]:
-        """Register an RPC handler: ``@hub.rpc("getUser") async def f(ctx, data): ...``."""
+    def rpc(self, method: str, *, model: Any = None) -> Callable[[OnRPC], OnRPC]:
+        """Register an RPC handler: ``@hub.rpc("getUser") async def f(ctx, data): ...``.
+
+        ``model``: a pydantic model class (anything with ``model_validate``); the handler then
+        gets the validated instance as ``data``, and a call whose data does not match gets
+        error 107 with the validation message.
+        """
 
         def register(func: OnRPC) -> OnRPC:
-            self.hooks.rpc[method] = func
+            self.hooks.rpc[method] = func if model is None else _validating(model, func)
             return func
 
         return register
@@ -203,6 +208,13 @@ class Hub(Node):
         finally:
             session.close(NORMAL_CLOSURE, "")
             await runner
+
+
+def _validating(model: Any, func: OnRPC) -> OnRPC:
+    async def validated(ctx: RPCContext, data: Any) -> Any:
+        return await func(ctx, validate_as(model, data))
+
+    return validated
 
 
 def _client_ip(websocket: WebSocket) -> str | None:

@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from .hub import Node
 from .protocol.codes import ErrorCode
 from .protocol.errors import ReplyError
+from .protocol.messages import to_raw
 from .session import Frame, Session, SessionClosed
 
 UNSUPPORTED_DATA = 1003
@@ -125,8 +126,9 @@ class Connection:
         self._enqueue(bytes(data))
 
     async def send_json(self, value: Any) -> None:
-        """Queue ``value`` as a JSON text message."""
-        self._enqueue(orjson.dumps(value).decode())
+        """Queue ``value`` as a JSON text message: any JSON value, a dataclass, a pydantic model,
+        or ``bytes`` taken to be JSON text already (like :meth:`Hub.publish`)."""
+        self._enqueue(to_raw(value).decode())
 
     # -- rooms ------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from .limits import IPLimits
 from .protocol.codecs import Codec
 from .protocol.codes import DisconnectCode, ErrorCode, UnsubscribeCode
 from .protocol.errors import Disconnect, ReplyError
-from .protocol.messages import ClientInfo, Publication, RawJSON, StreamPosition, to_raw
+from .protocol.messages import ClientInfo, Publication, RawJSON, StreamPosition, from_raw, to_raw
 from .session import Flusher, Session, Subscription, Transport
 from .settings import INSECURE_ENV, HubSettings
 
@@ -49,6 +49,46 @@ class _ChannelState:
     sessions: set[Session] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     broker_subscribed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPublication:
+    """One publication of :meth:`Node.history`, as server code sees it.
+
+    ``data`` is the decoded payload; ``user``, ``client`` and ``info`` (the decoded connection
+    info) say who published it (empty for server publications); ``time`` is a Unix time in
+    milliseconds.
+    """
+
+    data: Any
+    offset: int = 0
+    time: int = 0
+    tags: dict[str, str] | None = None
+    user: str = ""
+    client: str = ""
+    info: Any = None
+
+    @classmethod
+    def of(cls, pub: Publication) -> HistoryPublication:
+        publisher = pub.info
+        return cls(
+            data=from_raw(pub.data),
+            offset=pub.offset,
+            time=pub.time,
+            tags=None if pub.tags is None else dict(pub.tags),
+            user=publisher.user if publisher else "",
+            client=publisher.client if publisher else "",
+            info=from_raw(publisher.conn_info) if publisher else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelHistory:
+    """What :meth:`Node.history` returns: publications (oldest first unless asked reversed)
+    and the stream's current position."""
+
+    publications: list[HistoryPublication]
+    position: StreamPosition
 
 
 class Node:
@@ -383,12 +423,22 @@ class Node:
 
     async def history(
         self, channel: str, *, since: StreamPosition | None = None, limit: int | None = None, reverse: bool = False
-    ) -> HistoryResult:
-        """Publications kept for ``channel`` and its current position.
+    ) -> ChannelHistory:
+        """Publications kept for ``channel`` (their ``data`` decoded) and its current position.
 
         ``since`` returns only what came after that position; raises :class:`ReplyError` 112
-        when its epoch is not the stream's, 108 when the namespace keeps no history.
+        when its epoch is not the stream's, 108 when the namespace keeps no history. The result
+        is a dataclass a route can return as it is.
         """
+        result = await self.read_history(channel, since=since, limit=limit, reverse=reverse)
+        return ChannelHistory(
+            publications=[HistoryPublication.of(pub) for pub in result.publications], position=result.position
+        )
+
+    async def read_history(
+        self, channel: str, *, since: StreamPosition | None = None, limit: int | None = None, reverse: bool = False
+    ) -> HistoryResult:
+        """:meth:`history` as the broker keeps it (raw JSON payloads), for the protocol path."""
         ch = self.channel(channel)
         if not ch.options.history:
             raise ReplyError(ErrorCode.NOT_AVAILABLE)

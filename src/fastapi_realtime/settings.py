@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,10 @@ class ChannelOptions:
     """Anonymous clients may read presence where one of the two rules above allows it."""
     allow_recovery: bool = True
     """Subscribers may recover missed publications after a reconnect (needs history)."""
+    publish_model: Any = None
+    """A pydantic model class (anything with ``model_validate``) that client publications must
+    match; others get error 107 with the validation message. ``on_publish`` then sees the
+    model instance as ``ctx.data``, and the validated data is what is published."""
 
     # The names of releases before the split, kept so existing code runs unchanged. Each sets
     # its whole group: ``allow_publish=True`` is ``allow_publish_for_client`` plus

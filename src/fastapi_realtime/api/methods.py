@@ -147,7 +147,7 @@ async def _presence_stats(hub: Node, req: ChannelRequest) -> Result:
 async def _history(hub: Node, req: HistoryRequest) -> Result:
     limit = None if req.limit is not None and req.limit < 0 else (req.limit or 0)
     since = None if req.since is None else StreamPosition(req.since.offset, req.since.epoch)
-    result = await hub.history(req.channel, since=since, limit=limit, reverse=req.reverse)
+    result = await hub.read_history(req.channel, since=since, limit=limit, reverse=req.reverse)
     pubs = []
     for pub in result.publications:
         item: Result = {"offset": pub.offset}

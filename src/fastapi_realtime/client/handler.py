@@ -44,7 +44,7 @@ from ..protocol.commands import (
     decode_command,
 )
 from ..protocol.errors import Disconnect, ReplyError
-from ..protocol.messages import from_raw, to_raw
+from ..protocol.messages import from_raw, to_raw, validate_as
 from ..ratelimit import RefusalWindow, TokenBucket
 from ..session import Frame, Session
 from .subscriptions import Result, Subscriptions, ttl_until
@@ -358,9 +358,15 @@ class ClientHandler:
         channel = self.hub.channel(req.channel)
         self._check(Action.PUBLISH, channel)
         data: Any = req.data
+        model = channel.options.publish_model
+        if model is not None:  # 107 with the validation message; the hook sees the model instance
+            data = validate_as(model, from_raw(req.data))
         if self.hooks.on_publish is not None:  # refines an allowed publish: may refuse or rewrite it
             ctx = PublishContext(
-                client=self.session.id, user=self.session.user, channel=req.channel, data=from_raw(req.data)
+                client=self.session.id,
+                user=self.session.user,
+                channel=req.channel,
+                data=from_raw(req.data) if model is None else data,
             )
             replaced = await self.hooks.on_publish(ctx)
             if replaced is not None:
@@ -393,7 +399,7 @@ class ClientHandler:
             raise ReplyError(ErrorCode.NOT_AVAILABLE)
         self._check(Action.HISTORY, channel)
         limit = None if req.limit < 0 else req.limit
-        result = await self.hub.history(req.channel, since=req.since, limit=limit, reverse=req.reverse)
+        result = await self.hub.read_history(req.channel, since=req.since, limit=limit, reverse=req.reverse)
         out: Result = {"publications": [self.codec.publication_dict(p) for p in result.publications]}
         out.update(encode.position_dict(result.position))
         return out

@@ -13,6 +13,9 @@ from typing import Any
 
 import orjson
 
+from .codes import ErrorCode
+from .errors import ReplyError
+
 RawJSON = bytes
 """A JSON document, already encoded (UTF-8, no newlines)."""
 
@@ -24,15 +27,51 @@ class Binary(bytes):
 
 
 def to_raw(value: Any) -> RawJSON:
-    """Encode ``value`` as raw JSON. ``bytes`` are taken to be JSON already and checked;
-    :class:`Binary` payloads are kept as they are."""
+    """Encode ``value`` as raw JSON: the one place where payloads become JSON.
+
+    Takes any JSON value, dataclasses (orjson encodes them natively), objects with a pydantic
+    v2 style ``model_dump`` (dumped with ``mode="json"``, also when nested), and ``bytes``,
+    which are taken to be JSON text already and checked. :class:`Binary` payloads are kept as
+    they are. Anything else raises ``TypeError``.
+    """
     if isinstance(value, Binary):
         return value
     if isinstance(value, bytes | bytearray | memoryview):
         raw = bytes(value)
         orjson.loads(raw)  # raises orjson.JSONDecodeError (a ValueError) if it is not JSON
         return raw.replace(b"\n", b"") if b"\n" in raw else raw
-    return orjson.dumps(value)
+    return orjson.dumps(value, default=_dump_model)
+
+
+def _dump_model(value: Any) -> Any:
+    """orjson's fallback: a pydantic model (duck-typed, so this layer never imports pydantic)."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        return dump(mode="json")
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def validate_as(model: Any, value: Any) -> Any:
+    """Validate decoded JSON ``value`` with ``model``, a pydantic v2 style model class
+    (anything with ``model_validate``), and return the model instance.
+
+    Raises :class:`ReplyError` 107 ``bad request`` whose message says what is wrong.
+    """
+    try:
+        return model.model_validate(value)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise ReplyError(ErrorCode.BAD_REQUEST, _describe(exc)) from None
+
+
+def _describe(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    parts = []
+    for error in errors():
+        where = ".".join(str(p) for p in error.get("loc", ())) or "data"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts)
 
 
 def from_raw(raw: RawJSON | None) -> Any:

@@ -36,6 +36,9 @@ from .settings import HubSettings
 
 log = logging.getLogger("fastapi_realtime.hub")
 
+POSITION_READS_AT_ONCE = 100
+"""Stream tops a position check reads concurrently."""
+
 
 @dataclass(slots=True)
 class _ChannelState:
@@ -73,10 +76,16 @@ class Node:
         self._no_sessions = asyncio.Event()
         self._no_sessions.set()
         self._presence_task: asyncio.Task[None] | None = None
+        self._position_task: asyncio.Task[None] | None = None
+        self._resync_task: asyncio.Task[None] | None = None
+        self._broker_up = True
         self._slice_started = 0.0
         self._flusher = Flusher()
         self.on_session_closed: list[Callable[[Session], Awaitable[None]]] = []
         """Coroutines called with each session after it closed and left every channel."""
+        self.on_broker_state_changed: list[Callable[[bool], None]] = []
+        """Functions called with ``False`` when the broker lost its backend (Redis) and with
+        ``True`` when it is back; see :attr:`broker_healthy`. They must not block."""
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -87,6 +96,9 @@ class Node:
         await self.broker.start(self)
         self._slice_started = asyncio.get_running_loop().time()
         self._presence_task = asyncio.create_task(self._refresh_presence_forever(), name="hub-presence")
+        if self.settings.position_check_interval > 0:
+            self._position_task = asyncio.create_task(self._check_positions_forever(), name="hub-positions")
+        self._broker_up = True
         self._started = True
         self._closing = False
 
@@ -100,10 +112,12 @@ class Node:
             session.close(DisconnectCode.SHUTDOWN)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._no_sessions.wait(), self.settings.shutdown_timeout)
-        if self._presence_task is not None:
-            self._presence_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._presence_task
+        for task in (self._presence_task, self._position_task, self._resync_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._presence_task = self._position_task = self._resync_task = None
         await self.broker.close()
         self._started = False
 
@@ -438,8 +452,111 @@ class Node:
             session.enqueue(frame)
         session.start_task(self._remove_subscriber(session, channel, sub, announce=True))
 
+    def on_broker_state(self, up: bool) -> None:
+        """The broker lost (``False``) or regained (``True``) its backend connection.
+
+        Publications may have been lost in between: on ``True`` the hub checks the position of
+        every positioned subscription at once (see :meth:`check_positions`) and re-adds its
+        presence entries, in the background.
+        """
+        self._broker_up = up
+        for callback in list(self.on_broker_state_changed):
+            try:
+                callback(up)
+            except Exception:
+                log.exception("on_broker_state_changed callback failed")
+        if up and self._started and not self._closing:
+            if self._resync_task is not None:
+                self._resync_task.cancel()
+            self._resync_task = asyncio.create_task(self._resync(), name="hub-resync")
+
+    @property
+    def broker_healthy(self) -> bool:
+        """Whether the broker is connected to its backend, for readiness probes. While it is
+        not, publishing raises :class:`BrokerUnavailable` and clients that publish get error 100."""
+        return self._broker_up
+
     async def _control(self, msg: dict[str, Any]) -> None:
         await self.broker.publish_control(orjson.dumps(msg))
+
+    # -- position sync ----------------------------------------------------------------
+
+    async def _check_positions_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.position_check_interval)
+            if self._broker_up:  # while it is down, the reconnect triggers a check
+                await self.check_positions()
+
+    async def _resync(self) -> None:
+        await self.check_positions()
+        try:
+            await self.refresh_presence()
+        except Exception as exc:
+            log.warning("presence refresh after the broker reconnected failed: %r", exc)
+
+    def _positioned(self, channel: str) -> list[tuple[Session, Subscription]]:
+        """The subscriptions of ``channel`` on this hub that track a position (and are not
+        still subscribing)."""
+        state = self._channels.get(channel)
+        out = []
+        for session in state.sessions if state is not None else ():
+            sub = session.subscriptions.get(channel)
+            if sub is not None and sub.positioned and sub.buffer is None:
+                out.append((session, sub))
+        return out
+
+    async def check_positions(self) -> int:
+        """Find positioned subscriptions that missed publications and make them recover.
+
+        Reads the stream top of every channel with positioned subscribers here, then waits
+        ``position_check_grace`` for publications that were already on their way. A
+        subscription still below that top, or in another epoch (the stream was lost), missed
+        publications that no later publication may ever reveal: it recovers (protocol clients
+        get unsubscribe 2500 and resubscribe with recovery). Run every
+        ``position_check_interval`` and after each broker reconnect. Returns how many
+        subscriptions were made to recover.
+        """
+        channels = [name for name in self._channels if self._positioned(name)]
+        tops: dict[str, StreamPosition] = {}
+        failed = 0
+        for start in range(0, len(channels), POSITION_READS_AT_ONCE):
+            batch = channels[start : start + POSITION_READS_AT_ONCE]
+            results = await asyncio.gather(*(self._stream_top(name) for name in batch), return_exceptions=True)
+            for name, result in zip(batch, results, strict=True):
+                if isinstance(result, StreamPosition):
+                    tops[name] = result
+                else:
+                    failed += 1
+        if failed:
+            log.warning(
+                "position check: could not read %d of %d stream tops; next check in %ss",
+                failed,
+                len(channels),
+                self.settings.position_check_interval,
+            )
+        if any(sub.offset < tops[name].offset for name in tops for _, sub in self._positioned(name)):
+            await asyncio.sleep(self.settings.position_check_grace)
+        recovering: set[str] = set()
+        count = 0
+        for name, top in tops.items():
+            for session, sub in self._positioned(name):
+                if (sub.epoch and sub.epoch != top.epoch) or sub.offset < top.offset:
+                    session.insufficient_state(name)
+                    recovering.add(name)
+                    count += 1
+        if count:
+            log.warning(
+                "position check: %d subscriptions in %d channels missed publications; they recover from history",
+                count,
+                len(recovering),
+            )
+        return count
+
+    async def _stream_top(self, channel: str) -> StreamPosition:
+        result = await self.broker.history(
+            channel, since=None, limit=0, reverse=False, meta_ttl=self.settings.history_meta_ttl
+        )
+        return result.position
 
     # -- presence upkeep --------------------------------------------------------------
 

@@ -100,6 +100,16 @@ class HubSettings:
     shutdown_timeout: float = 5.0
     """Seconds ``Hub.close`` waits for clients to be told and closed."""
 
+    position_check_interval: float = 10.0
+    """Seconds between checks of the stream top of every channel with positioned subscribers
+    on this hub (0: check only after the broker reconnects). A subscription that missed
+    publications recovers: protocol clients get unsubscribe 2500 ``insufficient state`` and
+    resubscribe, recovering from history. Catches a loss that no later publication reveals."""
+    position_check_grace: float = 1.0
+    """Seconds a publication may be on its way from the broker to this hub. A subscription
+    still below a stream top read this long ago missed publications; one that catches up
+    within it had them in flight."""
+
     def __post_init__(self) -> None:
         positive = {
             "channel_max_length": self.channel_max_length,
@@ -114,11 +124,12 @@ class HubSettings:
             "client_stale_close_delay": self.client_stale_close_delay,
             "presence_ttl": self.presence_ttl,
             "presence_refresh_interval": self.presence_refresh_interval,
+            "position_check_grace": self.position_check_grace,
         }
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be > 0")
-        if self.ping_interval < 0 or self.publish_slice < 0:
-            raise ValueError("ping_interval and publish_slice must be >= 0")
+        if self.ping_interval < 0 or self.publish_slice < 0 or self.position_check_interval < 0:
+            raise ValueError("ping_interval, publish_slice and position_check_interval must be >= 0")
         if self.ping_interval and self.pong_timeout >= self.ping_interval:
             raise ValueError("pong_timeout must be shorter than ping_interval")

@@ -419,6 +419,8 @@ class Node:
                 if session.id != info.client:
                     session.deliver_join(channel, info, leave=leave)
 
+    def on_broker_state(self, up: bool) -> None: ...
+
     def on_control(self, data: bytes) -> None:
         try:
             msg = orjson.loads(data)

@@ -16,6 +16,11 @@ A broker does three jobs for the hubs of every process that share it:
 
 Join/leave events and control messages (disconnect a user on every node, broadcast to every
 connection) are fanned out like publications but never kept.
+
+A broker that talks to a shared backend (Redis) can lose it. Then calls that need the backend
+raise :class:`BrokerUnavailable` within the broker's timeout instead of hanging, and the broker
+tells the hub through :meth:`BrokerEvents.on_broker_state`; :attr:`Broker.healthy` says the same
+to readiness probes.
 """
 
 from __future__ import annotations
@@ -25,6 +30,18 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..protocol.messages import ClientInfo, Publication, StreamPosition
+
+
+class BrokerError(Exception):
+    """Base class of the errors a broker raises."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker could not be reached within its timeout; nothing was published.
+
+    Raised by ``start`` when the backend is unreachable, and by publish, history and presence
+    calls while it is down. The message says what to check (URL with the password redacted).
+    """
 
 
 class BrokerEvents(Protocol):
@@ -37,6 +54,13 @@ class BrokerEvents(Protocol):
     def on_join(self, channel: str, info: ClientInfo) -> None: ...
     def on_leave(self, channel: str, info: ClientInfo) -> None: ...
     def on_control(self, data: bytes) -> None: ...
+
+    def on_broker_state(self, up: bool) -> None:
+        """The broker lost (``False``) or regained (``True``) its connection to the shared backend.
+
+        After a ``True``, events published meanwhile may have been missed: the hub then checks
+        the stream positions of its channels. :class:`MemoryBroker` never calls it.
+        """
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +86,14 @@ class Broker(ABC):
     @abstractmethod
     async def start(self, events: BrokerEvents) -> None:
         """Connect and begin delivering events to ``events``. Called once by the hub."""
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the broker is connected to its backend now (for readiness probes).
+
+        The base implementation (a broker without a backend to lose) is always ``True``.
+        """
+        return True
 
     @abstractmethod
     async def close(self) -> None:

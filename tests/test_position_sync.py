@@ -22,7 +22,7 @@ from fakes import FakeTransport
 from test_sdk_python import connected, serve, subscribed, take_publications
 
 from fastapi_realtime import ChannelOptions, Hub, HubSettings
-from fastapi_realtime.brokers.base import BrokerEvents, HistoryResult
+from fastapi_realtime.brokers.base import BrokerEvents, BrokerUnavailable, HistoryResult, PublishOptions
 from fastapi_realtime.brokers.memory import MemoryBroker
 from fastapi_realtime.client import ClientHandler
 from fastapi_realtime.protocol.codecs import CentrifugeCodec
@@ -192,3 +192,29 @@ def test_position_check_settings_are_validated() -> None:
         HubSettings(position_check_interval=-1)
     with pytest.raises(ValueError, match="position_check_grace"):
         HubSettings(position_check_grace=0)
+
+
+class DownBroker(MemoryBroker):
+    """A memory broker whose backend is down: publishing fails as a Redis broker's does."""
+
+    async def publish(self, channel: str, pub: Publication, opts: PublishOptions) -> StreamPosition:
+        raise BrokerUnavailable("redis://127.0.0.1:1 did not answer within 0.5s")
+
+
+async def test_a_client_publishing_while_the_broker_is_down_gets_error_100(caplog: pytest.LogCaptureFixture) -> None:
+    hub_settings = HubSettings(allow_anonymous=True, namespaces={"chat": ChannelOptions(allow_publish=True)})
+    async with Hub(hub_settings, broker=DownBroker()) as hub:
+        transport, codec = FakeTransport(), CentrifugeCodec()
+        session = hub.open_session(transport, codec, user=None)
+        runner = asyncio.create_task(hub.serve(session, ClientHandler(hub, session, codec).serve))
+        transport.feed('{"id":1,"connect":{}}\n{"id":2,"publish":{"channel":"chat:a","data":{}}}')
+        reply = orjson.loads((await transport.wait_sent(2))[1])
+        assert reply == {"id": 2, "error": {"code": 100, "message": "internal", "temporary": True}}
+        assert not session.closed  # the client may retry; nothing else is affected
+        session.close()
+        await asyncio.wait_for(runner, WAIT)
+        with pytest.raises(BrokerUnavailable):
+            await hub.publish("chat:a", {})
+    lines = [r for r in caplog.records if r.name.startswith("fastapi_realtime")]
+    assert len(lines) == 1 and lines[0].levelno == logging.WARNING and lines[0].exc_info is None
+    assert "redis://127.0.0.1:1 did not answer" in lines[0].getMessage()

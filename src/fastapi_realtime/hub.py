@@ -419,8 +419,6 @@ class Node:
                 if session.id != info.client:
                     session.deliver_join(channel, info, leave=leave)
 
-    def on_broker_state(self, up: bool) -> None: ...
-
     def on_control(self, data: bytes) -> None:
         try:
             msg = orjson.loads(data)
@@ -476,7 +474,7 @@ class Node:
     def broker_healthy(self) -> bool:
         """Whether the broker is connected to its backend, for readiness probes. While it is
         not, publishing raises :class:`BrokerUnavailable` and clients that publish get error 100."""
-        return self._broker_up
+        return self._broker_up and self.broker.healthy
 
     async def _control(self, msg: dict[str, Any]) -> None:
         await self.broker.publish_control(orjson.dumps(msg))

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from .._version import __version__
+from ..brokers.base import BrokerError
 from ..hooks import (
     ConnectContext,
     ConnectReply,
@@ -186,6 +187,10 @@ class ClientHandler:
             return
         except Disconnect as exc:
             session.close(exc.code, exc.reason)
+            return
+        except BrokerError as exc:  # Redis is down, say: a temporary error the client may retry
+            log.warning("%s command of client %s failed: %s", cmd.method, session.id, exc)
+            session.enqueue(encode.error_reply(cmd.id, ReplyError(ErrorCode.INTERNAL)))
             return
         except Exception:
             log.exception("%s command of client %s failed", cmd.method, session.id)

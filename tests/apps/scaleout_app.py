@@ -1,0 +1,36 @@
+"""``examples/scaleout.py`` as the multi-process tests run it: short intervals from the environment.
+
+``REDIS_URL`` picks the broker (as in the example); ``PRESENCE_TTL``, ``PRESENCE_REFRESH``,
+``POSITION_CHECK_INTERVAL`` and ``POSITION_CHECK_GRACE`` (seconds) shorten the hub's timers.
+The ``whoami`` RPC answers with the process id, so a test knows which worker a connection
+landed on.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from examples.scaleout import NAMESPACES, create_app
+from fastapi_realtime import HubSettings, RPCContext
+
+
+def _seconds(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+settings = HubSettings(
+    namespaces=NAMESPACES,
+    allow_anonymous=True,
+    presence_ttl=_seconds("PRESENCE_TTL", 60.0),
+    presence_refresh_interval=_seconds("PRESENCE_REFRESH", 25.0),
+    position_check_interval=_seconds("POSITION_CHECK_INTERVAL", 10.0),
+    position_check_grace=_seconds("POSITION_CHECK_GRACE", 1.0),
+    shutdown_timeout=2.0,
+)
+app, hub = create_app(settings)
+
+
+@hub.rpc("whoami")
+async def whoami(ctx: RPCContext, data: Any) -> dict[str, Any]:
+    return {"pid": os.getpid()}

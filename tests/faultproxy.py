@@ -11,6 +11,8 @@ It forwards every connection it accepts to one target (a Redis server, say) and 
   what was held.
 
 It runs in the test's event loop; the processes under test connect to :attr:`FaultProxy.port`.
+With :meth:`FaultProxy.point_to` it also stands in for a load balancer: new connections go to
+another server from then on.
 """
 
 from __future__ import annotations
@@ -86,6 +88,10 @@ class FaultProxy:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+    def point_to(self, host: str, port: int) -> None:
+        """Forward new connections to ``host:port`` from now on (open ones stay where they are)."""
+        self.target_host, self.target_port = host, port
 
     # -- faults ---------------------------------------------------------------------------
 

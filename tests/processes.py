@@ -12,23 +12,16 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+
+from redis_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 START_WAIT = 20.0
 """Seconds a server has to start (every worker)."""
 STOP_WAIT = 10.0
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that was free a moment ago (uvicorn binds it itself)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class ServerProcess:

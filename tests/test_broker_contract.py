@@ -2,16 +2,23 @@
 
 A new broker is added by giving ``broker_env`` one more parameter: a factory for the broker
 and a way to let ``seconds`` pass for its expiry rules.
+
+Redis delivers through Pub/Sub, after ``publish`` returned: its env wraps the broker in
+:class:`Settled`, which waits (``RedisBroker.flush``) until what was published reached the
+events before the test looks at them. The Redis envs run against a real ``redis-server`` and a
+real 3-primary Redis Cluster (see ``redis_servers.py``).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import pytest
 
-from fastapi_realtime.brokers import Broker, MemoryBroker, PublishOptions
+from fastapi_realtime.brokers import Broker, BrokerEvents, HistoryResult, MemoryBroker, PublishOptions
+from fastapi_realtime.brokers.redis import RedisBroker
 from fastapi_realtime.protocol.messages import ClientInfo, Publication, StreamPosition
 
 HISTORY = PublishOptions(history_size=5, history_ttl=60.0, meta_ttl=3600.0)
@@ -26,6 +33,7 @@ class Recorder:
     joins: list[tuple[str, ClientInfo]] = field(default_factory=list)
     leaves: list[tuple[str, ClientInfo]] = field(default_factory=list)
     controls: list[bytes] = field(default_factory=list)
+    states: list[bool] = field(default_factory=list)
 
     def on_publication(self, channel: str, pub: Publication) -> None:
         self.pubs.append((channel, pub))
@@ -38,6 +46,9 @@ class Recorder:
 
     def on_control(self, data: bytes) -> None:
         self.controls.append(data)
+
+    def on_broker_state(self, up: bool) -> None:
+        self.states.append(up)
 
 
 @dataclass
@@ -59,14 +70,88 @@ class FakeClock:
         self.now += seconds
 
 
-async def memory_env() -> BrokerEnv:
+class Settled(Broker):
+    """A Redis broker whose fan-out calls return once what they published was delivered."""
+
+    def __init__(self, inner: RedisBroker) -> None:
+        self.inner = inner
+
+    @property
+    def healthy(self) -> bool:
+        return self.inner.healthy
+
+    async def start(self, events: BrokerEvents) -> None:
+        await self.inner.start(events)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def subscribe(self, channel: str) -> None:
+        await self.inner.subscribe(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        await self.inner.unsubscribe(channel)
+
+    async def publish(self, channel: str, pub: Publication, opts: PublishOptions) -> StreamPosition:
+        position = await self.inner.publish(channel, pub, opts)
+        await self.inner.flush()
+        return position
+
+    async def publish_join(self, channel: str, info: ClientInfo) -> None:
+        await self.inner.publish_join(channel, info)
+        await self.inner.flush()
+
+    async def publish_leave(self, channel: str, info: ClientInfo) -> None:
+        await self.inner.publish_leave(channel, info)
+        await self.inner.flush()
+
+    async def publish_control(self, data: bytes) -> None:
+        await self.inner.publish_control(data)
+        await self.inner.flush()
+
+    async def history(
+        self, channel: str, *, since: StreamPosition | None, limit: int | None, reverse: bool, meta_ttl: float
+    ) -> HistoryResult:
+        return await self.inner.history(channel, since=since, limit=limit, reverse=reverse, meta_ttl=meta_ttl)
+
+    async def remove_history(self, channel: str) -> None:
+        await self.inner.remove_history(channel)
+
+    async def add_presence(self, channel: str, info: ClientInfo, ttl: float) -> None:
+        await self.inner.add_presence(channel, info, ttl)
+
+    async def remove_presence(self, channel: str, client_id: str) -> None:
+        await self.inner.remove_presence(channel, client_id)
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo]:
+        return await self.inner.presence(channel)
+
+
+async def memory_env(request: pytest.FixtureRequest) -> BrokerEnv:
     clock = FakeClock()
     return BrokerEnv(MemoryBroker(clock=clock), Recorder(), clock.advance)
 
 
-@pytest.fixture(params=[memory_env], ids=["memory"])
+def redis_broker(url: str, *, cluster: bool = False, clock: FakeClock | None = None) -> RedisBroker:
+    """A broker on its own key prefix (tests share one server), with short timeouts."""
+    return RedisBroker(url, cluster=cluster, prefix=f"t{uuid.uuid4().hex[:12]}", timeout=3.0, clock=clock)
+
+
+async def redis_env(request: pytest.FixtureRequest) -> BrokerEnv:
+    clock = FakeClock()
+    url = request.getfixturevalue("redis_server").url
+    return BrokerEnv(Settled(redis_broker(url, clock=clock)), Recorder(), clock.advance)
+
+
+async def redis_cluster_env(request: pytest.FixtureRequest) -> BrokerEnv:
+    clock = FakeClock()
+    url = request.getfixturevalue("redis_cluster").url
+    return BrokerEnv(Settled(redis_broker(url, cluster=True, clock=clock)), Recorder(), clock.advance)
+
+
+@pytest.fixture(params=[memory_env, redis_env, redis_cluster_env], ids=["memory", "redis", "redis-cluster"])
 async def env(request: pytest.FixtureRequest) -> AsyncIterator[BrokerEnv]:
-    e: BrokerEnv = await request.param()
+    e: BrokerEnv = await request.param(request)
     await e.broker.start(e.events)
     try:
         yield e

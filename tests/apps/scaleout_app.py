@@ -1,7 +1,8 @@
 """``examples/scaleout.py`` as the multi-process tests run it: short intervals from the environment.
 
 ``REDIS_URL`` picks the broker (as in the example); ``PRESENCE_TTL``, ``PRESENCE_REFRESH``,
-``POSITION_CHECK_INTERVAL`` and ``POSITION_CHECK_GRACE`` (seconds) shorten the hub's timers.
+``POSITION_CHECK_INTERVAL`` and ``POSITION_CHECK_GRACE`` (seconds) shorten the hub's timers,
+``REDIS_TIMEOUT``, ``REDIS_PING_INTERVAL`` and ``REDIS_BACKOFF_MAX`` (seconds) the broker's.
 The ``whoami`` RPC answers with the process id, so a test knows which worker a connection
 landed on.
 """
@@ -12,7 +13,8 @@ import os
 from typing import Any
 
 from examples.scaleout import NAMESPACES, create_app
-from fastapi_realtime import HubSettings, RPCContext
+from fastapi_realtime import Broker, HubSettings, MemoryBroker, RPCContext
+from fastapi_realtime.brokers.redis import RedisBroker
 
 
 def _seconds(name: str, default: float) -> float:
@@ -28,7 +30,20 @@ settings = HubSettings(
     position_check_grace=_seconds("POSITION_CHECK_GRACE", 1.0),
     shutdown_timeout=2.0,
 )
-app, hub = create_app(settings)
+
+def _broker() -> Broker:
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        return MemoryBroker()
+    return RedisBroker(
+        url,
+        timeout=_seconds("REDIS_TIMEOUT", 5.0),
+        ping_interval=_seconds("REDIS_PING_INTERVAL", 10.0),
+        backoff_max=_seconds("REDIS_BACKOFF_MAX", 5.0),
+    )
+
+
+app, hub = create_app(settings, _broker())
 
 
 @hub.rpc("whoami")

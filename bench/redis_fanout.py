@@ -61,6 +61,8 @@ class Settings:
     python: str
     node: str
     deadline: float
+    profile: str | None = None
+    """Directory for py-spy profiles of the server processes in part 2 (None: no profiling)."""
 
     def command(self) -> str:
         argv = [
@@ -70,6 +72,8 @@ class Settings:
             "--server-cpu", str(self.server_cpu), "--client-cpu", str(self.client_cpu),
             "--node", self.node, "--deadline", f"{self.deadline:g}",
         ]  # fmt: skip
+        if self.profile:
+            argv += ["--profile", self.profile]
         return shlex.join(argv)
 
 
@@ -148,15 +152,20 @@ async def measure_publish(s: Settings, url: str, redis_pid: int, history: int, i
     argv = ["taskset", "-c", str(s.server_cpu), s.python, str(SCRIPT), "--publish-worker"]
     argv += ["--redis-url", url, "--history", str(history), "--publish-count", str(s.publish_count)]
     argv += ["--in-flight", str(in_flight)]
-    proc = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.PIPE, cwd=BENCH_DIR)
+    proc = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=BENCH_DIR)
     sampler = CpuSampler({"hub": proc.pid, "redis": redis_pid})
     sampler.sample()
     sampling = asyncio.create_task(sampler.run())
     try:
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), s.deadline)
-        sampler.sample()
+        if line:
+            sampler.sample()  # the worker waits for its stdin to close before it exits
     finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 10)
         sampling.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampling
@@ -172,6 +181,40 @@ async def measure_publish(s: Settings, url: str, redis_pid: int, history: int, i
         sampler.percent_of_core("hub", start, end),
         sampler.percent_of_core("redis", start, end),
     )
+
+
+# -- profiling --------------------------------------------------------------------------------
+
+
+async def start_profiler(pid: int, out: Path) -> asyncio.subprocess.Process:
+    """``py-spy record`` of ``pid`` into ``out`` (collapsed stacks) until SIGINT."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    argv = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--output", str(out), "--nonblocking"]
+    return await asyncio.create_subprocess_exec(*argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def summarize_profile(path: Path, top: int = 12) -> str:
+    """The frames that held the most samples, by own time and including callees."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+    lines = [f"{path.name}: {total} samples", "  own time:"]
+    for frame, count in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"    {100 * count / max(total, 1):5.1f}%  {frame}")
+    lines.append("  including callees:")
+    for frame, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[: top * 2]:
+        lines.append(f"    {100 * count / max(total, 1):5.1f}%  {frame}")
+    return "\n".join(lines)
 
 
 # -- 2. deliveries ----------------------------------------------------------------------------
@@ -205,8 +248,13 @@ async def measure_deliveries(s: Settings, setup: str, redis: tuple[str, int] | N
             pids["redis"] = redis[1]
         sampler = CpuSampler(pids, cores={"core0": s.server_cpu, "core1": s.client_cpu})
         sampling: asyncio.Task[None] | None = None
+        profilers: list[asyncio.subprocess.Process] = []
         try:
             await read_event(gen, "ready", timeout=s.deadline)
+            if s.profile:
+                for i, proc in enumerate(procs):
+                    out = Path(s.profile) / f"{setup.replace(' ', '')}-server{i + 1}.txt"
+                    profilers.append(await start_profiler(proc.pid, out))
             sampler.sample()
             sampling = asyncio.create_task(sampler.run())
             assert gen.stdin is not None
@@ -215,6 +263,8 @@ async def measure_deliveries(s: Settings, setup: str, redis: tuple[str, int] | N
             result = await read_event(gen, "result", timeout=s.deadline + 30)
             sampler.sample()
         finally:
+            for profiler in profilers:
+                await stop_process(profiler, grace=10)
             if sampling is not None:
                 sampling.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -268,7 +318,7 @@ def report(s: Settings, publish: Sequence[PublishRow], deliveries: Sequence[Deli
         f"servers on CPU {s.server_cpu}, load generator (and redis-server) on CPU {s.client_cpu}",
         "",
         f"{'setup':<9} {'deliveries/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'lost':>5} {'server1%':>8} "
-        f"{'server2%':>8} {'redis%':>6} {'gen%':>5} {'CPU0%':>6} {'CPU1%':>6}",
+        f"{'server2%':>8} {'redis%':>6} {'gen%':>5} {'CPU0%':>6} {'CPU1%':>6} {'others0%':>8} {'others1%':>8}",
     ]
     for d in deliveries:
         r, c = d.result, d.cpu
@@ -276,10 +326,28 @@ def report(s: Settings, publish: Sequence[PublishRow], deliveries: Sequence[Deli
             f"{d.setup:<9} {r['deliveries_per_second']:>12,.0f} {fmt(r['latency_ms']['p50'], '7.1f')} "
             f"{fmt(r['latency_ms']['p99'], '7.1f')} {r['lost']:>5} {fmt(c.get('server1'), '8.0f')} "
             f"{fmt(c.get('server2'), '8.0f')} {fmt(c.get('redis'), '6.0f')} {fmt(c.get('loadgen'), '5.0f')} "
-            f"{fmt(c.get('core0'), '6.0f')} {fmt(c.get('core1'), '6.0f')}"
+            f"{fmt(c.get('core0'), '6.0f')} {fmt(c.get('core1'), '6.0f')} "
+            f"{fmt(others(c, 'core0', 'server1', 'server2'), '8.0f')} "
+            f"{fmt(others(c, 'core1', 'loadgen', 'redis'), '8.0f')}"
         )
+    lines += [
+        "",
+        "CPU%: of one core over the measured window; CPU0%/CPU1%: the whole core, whoever ran there;",
+        "others0%/others1%: what other programs (and hypervisor steal) took of each pinned core.",
+    ]
+    if s.profile:
+        for path in sorted(Path(s.profile).glob("*.txt")):
+            lines += ["", summarize_profile(path)]
     lines += ["", f"reproduce: {s.command()}"]
     return "\n".join(lines)
+
+
+def others(cpu: dict[str, float | None], core: str, *names: str) -> float | None:
+    """CPU of ``core`` not used by the processes ``names`` (missing ones count as 0)."""
+    total = cpu.get(core)
+    if total is None:
+        return None
+    return max(0.0, total - sum(cpu.get(name) or 0.0 for name in names))
 
 
 async def main(s: Settings) -> None:
@@ -302,12 +370,18 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=2000, help="messages the publisher sends in part 2")
     parser.add_argument("--publish-count", type=int, default=20_000, help="publications per row of part 1")
-    parser.add_argument("--in-flight", type=int, default=64, help="concurrent publishes in part 1's second rows")
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=32,
+        help="concurrent publishes in part 1's second rows (below the broker's pool of 50 connections)",
+    )
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--node", default="node")
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds any one run may take")
+    parser.add_argument("--profile", default=None, help="directory for py-spy profiles of part 2's servers")
     parser.add_argument("--publish-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--redis-url", help=argparse.SUPPRESS)
     parser.add_argument("--history", type=int, default=0, help=argparse.SUPPRESS)
@@ -322,6 +396,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
         python=ns.python,
         node=ns.node,
         deadline=ns.deadline,
+        profile=ns.profile,
     )
     return ns, settings
 
@@ -330,11 +405,15 @@ if __name__ == "__main__":
     args, run = parse_args()
     if args.publish_worker:
         print(json.dumps(asyncio.run(publish_worker(args.redis_url, args.history, run.publish_count, run.in_flight))))
+        sys.stdout.flush()
+        sys.stdin.readline()  # exit when the parent has taken its last CPU sample
         sys.exit(0)
     for tool in ("taskset", "redis-server", run.node):
         if shutil.which(tool) is None:
             sys.exit(f"redis_fanout: {tool} not found")
     if not (BENCH_DIR / "node_modules" / "ws").is_dir():
         sys.exit(f"redis_fanout: run `npm ci --prefix {BENCH_DIR}` first")
+    if run.profile:
+        Path(run.profile).mkdir(parents=True, exist_ok=True)
     os.sched_setaffinity(0, {run.client_cpu})
     asyncio.run(main(run))

@@ -195,10 +195,34 @@ def test_position_check_settings_are_validated() -> None:
 
 
 class DownBroker(MemoryBroker):
-    """A memory broker whose backend is down: publishing fails as a Redis broker's does."""
+    """A memory broker whose backend goes down while ``down``: publishing, history and
+    presence calls fail as a Redis broker's do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = True
+
+    def _check(self) -> None:
+        if self.down:
+            raise BrokerUnavailable("redis://127.0.0.1:1 did not answer within 0.5s")
 
     async def publish(self, channel: str, pub: Publication, opts: PublishOptions) -> StreamPosition:
-        raise BrokerUnavailable("redis://127.0.0.1:1 did not answer within 0.5s")
+        self._check()
+        return await super().publish(channel, pub, opts)
+
+    async def history(
+        self, channel: str, *, since: StreamPosition | None, limit: int | None, reverse: bool, meta_ttl: float
+    ) -> HistoryResult:
+        self._check()
+        return await super().history(channel, since=since, limit=limit, reverse=reverse, meta_ttl=meta_ttl)
+
+    async def add_presence(self, channel: str, info: ClientInfo, ttl: float) -> None:
+        self._check()
+        await super().add_presence(channel, info, ttl)
+
+    async def remove_presence(self, channel: str, client_id: str) -> None:
+        self._check()
+        await super().remove_presence(channel, client_id)
 
 
 async def test_a_client_publishing_while_the_broker_is_down_gets_error_100(caplog: pytest.LogCaptureFixture) -> None:
@@ -218,3 +242,44 @@ async def test_a_client_publishing_while_the_broker_is_down_gets_error_100(caplo
     lines = [r for r in caplog.records if r.name.startswith("fastapi_realtime")]
     assert len(lines) == 1 and lines[0].levelno == logging.WARNING and lines[0].exc_info is None
     assert "redis://127.0.0.1:1 did not answer" in lines[0].getMessage()
+
+
+def hub_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    records = [r for r in caplog.records if r.name.startswith("fastapi_realtime")]
+    assert all(r.exc_info is None and r.levelno == logging.WARNING for r in records)
+    return records
+
+
+async def test_background_checks_log_one_line_per_outage(caplog: pytest.LogCaptureFixture) -> None:
+    broker = DownBroker()
+    broker.down = False
+    async with Hub(settings(), broker=broker) as hub, positioned_client(hub):
+        broker.down = True
+        for _ in range(3):
+            assert await hub.check_positions() == 0  # nothing read, nothing decided
+        assert len(hub_lines(caplog)) == 1
+        broker.down = False
+        assert await hub.check_positions() == 0
+        broker.down = True
+        assert await hub.check_positions() == 0
+        lines = hub_lines(caplog)
+        assert len(lines) == 2
+        assert lines[1].getMessage().startswith("position check of 1 of 1 channels failed: redis://127.0.0.1:1")
+        broker.down = False
+
+
+async def test_leaving_while_the_broker_is_down_still_leaves(caplog: pytest.LogCaptureFixture) -> None:
+    broker = DownBroker()
+    broker.down = False
+    hub_settings = HubSettings(allow_anonymous=True, namespaces={"chat": ChannelOptions(presence=True)})
+    async with Hub(hub_settings, broker=broker) as hub:
+        session = hub.open_session(FakeTransport(), CentrifugeCodec(), user="u")
+        runner = asyncio.create_task(hub.serve(session))
+        await hub.subscribe(session, "chat:a")
+        broker.down = True
+        await hub.unsubscribe(session, "chat:a")  # the presence entry will expire by itself
+        assert hub.channels() == [] and session.subscriptions == {}
+        [line] = hub_lines(caplog)
+        assert "removing session" in line.getMessage() and "did not answer" in line.getMessage()
+        session.close()
+        await asyncio.wait_for(runner, WAIT)

@@ -66,6 +66,7 @@ FAULT_LINES = {
     "restored": r"^redis broker: Pub/Sub connection to redis://127\.0\.0\.1:\d+ restored",
     "recovering": r"^position check: \d+ subscriptions in \d+ channels missed publications",
     "refused": r"^publish command of client \w+ failed: Redis at redis://127\.0\.0\.1:\d+ unavailable",
+    "upkeep": r"^(presence refresh|position check of \d+ of \d+ channels) failed: .+; retrying in the background$",
 }
 """The one line each expected fault logs (uvicorn's own lines start with ``INFO:``)."""
 
@@ -281,7 +282,34 @@ async def test_cutting_a_nodes_redis_connections_while_publishing_leaves_no_sile
         assert sub.pending("publication") == 0
     lines = fault_lines(a)
     assert (lines["lost"], lines["restored"]) == (3, 3)  # one line each, per cut
+    assert lines["upkeep"] <= 3
     assert lines["recovering"] >= 1  # at least the tail; a cut mid-stream may be seen on delivery
+    assert_no_traceback(b)
+
+
+async def test_a_stalled_redis_link_is_detected_and_what_it_held_back_is_recovered(
+    redis_server: RedisServer,
+) -> None:
+    channel = new_channel()
+    async with (
+        FaultProxy("127.0.0.1", redis_server.port) as proxy,
+        two_servers(f"redis://127.0.0.1:{proxy.port}", redis_server.url) as (a, b),
+        contextlib.AsyncExitStack() as stack,
+        http() as client,
+    ):
+        _, _, sub = await sdk_subscriber(stack, a.ws_url, channel)
+        await publish(client, b, channel, 1)
+        assert await take_numbers(sub, 1) == [1]
+        proxy.stall()  # packets stop, connections stay open: no error, only silence
+        for n in range(2, 6):
+            await publish(client, b, channel, n)
+        await a.wait_for(FAULT_LINES["lost"], timeout=WAIT)  # A's PING went unanswered
+        proxy.resume()
+        assert await take_numbers(sub, 4) == [2, 3, 4, 5]
+        assert sub.pending("publication") == 0
+    lines = fault_lines(a)
+    assert (lines["lost"], lines["restored"]) == (1, 1)
+    assert lines["upkeep"] <= 1  # the hub's own background calls timed out first, once per outage
     assert_no_traceback(b)
 
 
@@ -331,6 +359,7 @@ async def test_redis_restarted_mid_stream(tmp_path: Path, persistence: bool) -> 
             assert (await client.get(f"{a.http_url}/health")).status_code == 200
         lines = fault_lines(a)
         assert (lines["lost"], lines["restored"], lines["refused"]) == (1, 1, 1)
+        assert lines["upkeep"] <= 1
     finally:
         await asyncio.to_thread(redis.stop)
 

@@ -23,7 +23,7 @@ from typing import Any, Self
 
 import orjson
 
-from .brokers.base import Broker, HistoryResult, PublishOptions
+from .brokers.base import Broker, BrokerError, HistoryResult, PublishOptions
 from .brokers.memory import MemoryBroker
 from .channels import Channel, parse_channel
 from .hooks import Hooks, TokenVerifier
@@ -79,6 +79,8 @@ class Node:
         self._position_task: asyncio.Task[None] | None = None
         self._resync_task: asyncio.Task[None] | None = None
         self._broker_up = True
+        self._upkeep_failing = False
+        """A background broker call (presence refresh, position check) failed and was logged."""
         self._slice_started = 0.0
         self._flusher = Flusher()
         self.on_session_closed: list[Callable[[Session], Awaitable[None]]] = []
@@ -267,18 +269,23 @@ class Node:
         if state is None:
             return
         state.sessions.discard(session)
-        if not state.sessions:
-            async with state.lock:
-                if not state.sessions and state.broker_subscribed:
-                    state.broker_subscribed = False
-                    await self.broker.unsubscribe(name)
+        try:
+            if not state.sessions:
+                async with state.lock:
+                    if not state.sessions and state.broker_subscribed:
+                        state.broker_subscribed = False
+                        await self.broker.unsubscribe(name)
+            options = parse_channel(name, self.settings).options
+            if options.presence:
+                await self.broker.remove_presence(name, session.id)
+            if announce and options.join_leave:
+                await self.broker.publish_leave(name, session.info(sub.chan_info))
+        except BrokerError as exc:
+            # The session has left this hub all the same; its presence entry expires by itself.
+            log.warning("removing session %s from %s on the broker failed: %s", session.id, name, exc)
+        finally:
             if not state.sessions and self._channels.get(name) is state:
                 del self._channels[name]
-        options = parse_channel(name, self.settings).options
-        if options.presence:
-            await self.broker.remove_presence(name, session.id)
-        if announce and options.join_leave:
-            await self.broker.publish_leave(name, session.info(sub.chan_info))
 
     def channels(self) -> list[str]:
         """Channels with at least one subscriber on this hub."""
@@ -491,8 +498,8 @@ class Node:
         await self.check_positions()
         try:
             await self.refresh_presence()
-        except Exception as exc:
-            log.warning("presence refresh after the broker reconnected failed: %r", exc)
+        except BrokerError as exc:
+            self._upkeep_failed("presence refresh", exc)
 
     def _positioned(self, channel: str) -> list[tuple[Session, Subscription]]:
         """The subscriptions of ``channel`` on this hub that track a position (and are not
@@ -519,6 +526,7 @@ class Node:
         channels = [name for name in self._channels if self._positioned(name)]
         tops: dict[str, StreamPosition] = {}
         failed = 0
+        failure: BaseException | None = None
         for start in range(0, len(channels), POSITION_READS_AT_ONCE):
             batch = channels[start : start + POSITION_READS_AT_ONCE]
             results = await asyncio.gather(*(self._stream_top(name) for name in batch), return_exceptions=True)
@@ -526,14 +534,13 @@ class Node:
                 if isinstance(result, StreamPosition):
                     tops[name] = result
                 else:
-                    failed += 1
-        if failed:
-            log.warning(
-                "position check: could not read %d of %d stream tops; next check in %ss",
-                failed,
-                len(channels),
-                self.settings.position_check_interval,
-            )
+                    failed, failure = failed + 1, result
+        if failure is not None and not isinstance(failure, BrokerError):
+            log.error("position check failed", exc_info=failure)
+        elif failure is not None:
+            self._upkeep_failed(f"position check of {failed} of {len(channels)} channels", failure)
+        elif tops:
+            self._upkeep_failing = False
         if any(sub.offset < tops[name].offset for name in tops for _, sub in self._positioned(name)):
             await asyncio.sleep(self.settings.position_check_grace)
         recovering: set[str] = set()
@@ -565,8 +572,18 @@ class Node:
             await asyncio.sleep(self.settings.presence_refresh_interval)
             try:
                 await self.refresh_presence()
+            except BrokerError as exc:
+                self._upkeep_failed("presence refresh", exc)
             except Exception:
                 log.exception("presence refresh failed; retrying in %ss", self.settings.presence_refresh_interval)
+            else:
+                self._upkeep_failing = False
+
+    def _upkeep_failed(self, what: str, exc: BaseException) -> None:
+        """Log a failing background broker call once per outage (the broker logs the outage)."""
+        if not self._upkeep_failing:
+            self._upkeep_failing = True
+            log.warning("%s failed: %s; retrying in the background", what, exc)
 
     async def refresh_presence(self) -> None:
         """Re-add the presence entries of this hub's sessions so they do not expire."""

@@ -260,7 +260,10 @@ class RedisBroker(Broker):
         if events is None:
             return
         if channel == self._control:
-            events.on_control(data)
+            try:
+                events.on_control(data)
+            except Exception:
+                log.exception("redis broker: control handler failed")
             return
         name = self._channels.get(channel)
         if name is None:
@@ -274,12 +277,15 @@ class RedisBroker(Broker):
         except (ValueError, KeyError, IndexError):
             log.warning("redis broker: ignored a malformed message on %s", name)
             return
-        if isinstance(value, Publication):
-            events.on_publication(name, value)
-        elif kind == JOIN:
-            events.on_join(name, value)
-        elif kind == LEAVE:
-            events.on_leave(name, value)
+        try:
+            if isinstance(value, Publication):
+                events.on_publication(name, value)
+            elif kind == JOIN:
+                events.on_join(name, value)
+            elif kind == LEAVE:
+                events.on_leave(name, value)
+        except Exception:  # the handler's bug must not stop the listener of every channel
+            log.exception("redis broker: event handler failed on %s", name)
 
     async def flush(self) -> None:
         """Wait until everything published (by anyone) before this call, on the channels this

@@ -185,6 +185,10 @@ class PubSubLink:
                 await self._listen()
             except (*_CONNECTION_ERRORS, LinkLost) as exc:
                 self._lost(exc)
+            except Exception as exc:  # a bug, not a fault of Redis: say so loudly, then carry on
+                log.exception("redis broker: Pub/Sub listener of %s failed unexpectedly; reconnecting", self.name)
+                self.failures = max(self.failures, 1)
+                self._lost(exc)
             await self._drop_connection()
             await asyncio.sleep(self._backoff())
 

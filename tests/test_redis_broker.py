@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from redis.crc import key_slot
 from redis_servers import RedisCluster, RedisServer, free_port, start_redis
 from test_broker_contract import HISTORY, NO_HISTORY, Recorder, pub, redis_broker
 
@@ -249,3 +250,38 @@ async def test_a_failing_event_handler_does_not_stop_the_listener(
     finally:
         await broker.close()
     assert any("handler bug" in r.getMessage() or r.exc_info for r in caplog.records)
+
+
+def _move_slot(cluster: RedisCluster, slot: int, target: RedisServer) -> None:
+    with target.client() as c:
+        target_id = c.execute_command("CLUSTER", "MYID")
+    for node in sorted(cluster.nodes, key=lambda n: n is not target):  # the new owner first
+        with node.client() as c:
+            c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+
+async def test_cluster_slot_moved_to_another_primary_is_followed(redis_cluster: RedisCluster) -> None:
+    broker, events = await started(redis_broker(redis_cluster.url, cluster=True))
+    channel_key = f"{broker.prefix}:c:{{moving}}".encode()
+    slot = key_slot(channel_key)
+    owner = next(n for n in redis_cluster.nodes if _owns(n, slot))
+    other = next(n for n in redis_cluster.nodes if n is not owner)
+    try:
+        await broker.subscribe("moving")
+        await asyncio.to_thread(_move_slot, redis_cluster, slot, other)
+        await events.until(lambda: events.states == [False, True])
+        assert broker._routes[channel_key].name == f"127.0.0.1:{other.port}"
+        await broker.publish("moving", pub(1), NO_HISTORY)
+        await events.until(lambda: len(events.pubs) == 1)
+    finally:
+        await broker.close()
+        await asyncio.to_thread(_move_slot, redis_cluster, slot, owner)
+        await asyncio.to_thread(redis_cluster.wait_ok)
+
+
+def _owns(node: RedisServer, slot: int) -> bool:
+    with node.client() as c:
+        for start, end, primary, *_replicas in c.execute_command("CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return int(primary[1]) == node.port
+    return False

@@ -240,15 +240,16 @@ class RedisBroker(Broker):
         except (TimeoutError, RedisError, OSError) as exc:
             log.warning("redis broker: cluster topology refresh failed (%s); retrying on the next failure", exc)
             return
+        sync_channels = set(self._sync_channels.values())
         for channel, link in list(self._routes.items()):
             name, _ = self._node_of(channel)
             if name != link.name:
                 link.unsubscribe(channel)
                 del self._routes[channel]
-                target = self._ensure_link(channel)
-                target.channels.add(channel)
-                if target.up:
-                    target._queue(True, channel)
+                if channel in sync_channels:  # found again for its node when next needed
+                    del self._sync_channels[link.name]
+                    continue
+                self._ensure_link(channel).want(channel)
         for name, link in list(self._links.items()):
             if not link.channels:
                 del self._links[name]

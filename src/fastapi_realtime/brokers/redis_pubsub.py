@@ -133,6 +133,13 @@ class PubSubLink:
                 waiters.remove(future)
             raise
 
+    def want(self, channel: bytes) -> None:
+        """Subscribe without waiting for the confirmation (it comes with the next batch or reconnect)."""
+        if channel not in self.channels:
+            self.channels.add(channel)
+            if self.up:
+                self._queue(True, channel)
+
     def unsubscribe(self, channel: bytes) -> None:
         """Forget ``channel`` now; Redis is told in the next batch."""
         self.channels.discard(channel)

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -42,7 +43,15 @@ from redis.exceptions import RedisError
 
 from ..protocol.messages import ClientInfo, Publication, StreamPosition
 from . import redis_scripts as scripts
-from .base import Broker, BrokerError, BrokerEvents, BrokerUnavailable, HistoryResult, PublishOptions
+from .base import (
+    Broker,
+    BrokerError,
+    BrokerEvents,
+    BrokerUnavailable,
+    HistoryResult,
+    PublishOptions,
+    StreamLimitExceeded,
+)
 from .redis_pubsub import LinkOptions, PubSubLink
 from .redis_wire import JOIN, LEAVE, ChannelKeys, decode_info, decode_message, decode_publication, encode_info
 from .redis_wire import encode_publication as encode_pub
@@ -79,6 +88,9 @@ class RedisBroker(Broker):
       doubles per failed attempt, with full jitter.
     - ``subscribe_batch`` (``512`` channels): most channels sent in one (S)SUBSCRIBE.
     - ``max_connections`` (``50``): size of the command connection pool (per node on a cluster).
+    - ``max_empty_streams`` (``100_000``): most positions of never-published channels this node
+      creates that are still alive (see :meth:`Broker.history`); beyond it, reading the position of
+      one more raises :class:`StreamLimitExceeded`.
     - ``clock``: ``None`` uses the Redis server's clock for every expiry (all nodes agree); tests
       pass a fake clock (seconds) to make time pass.
     """
@@ -95,6 +107,7 @@ class RedisBroker(Broker):
         backoff_max: float = 5.0,
         subscribe_batch: int = 512,
         max_connections: int = 50,
+        max_empty_streams: int = 100_000,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if timeout <= 0 or ping_interval <= 0 or not 0 < backoff_min <= backoff_max or subscribe_batch < 1:
@@ -119,6 +132,10 @@ class RedisBroker(Broker):
         self._started = False
         self._scripts: dict[str, Any] = {}
         self._rerouting: asyncio.Task[None] | None = None
+        self._max_empty_streams = max_empty_streams
+        self._empty: dict[str, float] = {}
+        """Placeholders this node created: channel -> when they expire (local clock)."""
+        self._last_empty_sweep = -1.0
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -334,6 +351,19 @@ class RedisBroker(Broker):
                 raise BrokerError(f"Redis at {redact(self.url)} refused a command: {exc}") from exc
             raise BrokerUnavailable(f"Redis at {redact(self.url)} unavailable: {exc}") from exc
 
+    def _local_now(self) -> float:
+        return time.monotonic() if self._clock is None else self._clock()
+
+    def _may_create_placeholder(self) -> bool:
+        """Whether this node may create one more never-published channel's position."""
+        if len(self._empty) < self._max_empty_streams:
+            return True
+        now = self._local_now()
+        if now - self._last_empty_sweep >= 1.0:  # at most one full sweep a second, even under a flood
+            self._last_empty_sweep = now
+            self._empty = {ch: expires for ch, expires in self._empty.items() if expires > now}
+        return len(self._empty) < self._max_empty_streams
+
     def _now(self) -> int:
         return 0 if self._clock is None else int(self._clock() * 1000)
 
@@ -369,6 +399,7 @@ class RedisBroker(Broker):
     async def publish(self, channel: str, pub: Publication, opts: PublishOptions) -> StreamPosition:
         keys = ChannelKeys.of(self.prefix, channel)
         body = encode_pub(pub)
+        self._empty.pop(channel, None)
         if opts.history_size <= 0:
             await self._call(self._fanout(keys.pubsub.encode(), b"p0:" + body))
             return StreamPosition(0, "")
@@ -401,7 +432,7 @@ class RedisBroker(Broker):
         self, channel: str, *, since: StreamPosition | None, limit: int | None, reverse: bool, meta_ttl: float
     ) -> HistoryResult:
         keys = ChannelKeys.of(self.prefix, channel)
-        top, epoch, entries = await self._call(
+        reply = await self._call(
             self._scripts["HISTORY"](
                 keys=[keys.meta, keys.stream],
                 args=[
@@ -411,9 +442,19 @@ class RedisBroker(Broker):
                     -1 if since is None else since.offset,
                     -1 if limit is None else limit,
                     1 if reverse else 0,
+                    1 if self._may_create_placeholder() else 0,
                 ],
             )
         )
+        if int(reply[0]) < 0:
+            raise StreamLimitExceeded(
+                f"this node already created {self._max_empty_streams} positions of channels without publications"
+            )
+        top, epoch, entries, created = reply
+        if created or (channel in self._empty and not int(top)):
+            self._empty[channel] = max(self._empty.get(channel, 0.0), self._local_now() + meta_ttl)
+        elif int(top):
+            self._empty.pop(channel, None)
         pubs = [
             decode_publication(_field(fields, b"d"), int(_str(entry_id).split("-")[0])) for entry_id, fields in entries
         ]

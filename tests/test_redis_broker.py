@@ -12,12 +12,14 @@ import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from redis.crc import key_slot
 from redis_servers import RedisCluster, RedisServer, free_port, start_redis
 from test_broker_contract import HISTORY, NO_HISTORY, Recorder, pub, redis_broker
+from test_empty_positions import client, command
 
-from fastapi_realtime import BrokerUnavailable, ClientInfo
+from fastapi_realtime import BrokerUnavailable, ChannelOptions, ClientInfo, Hub, HubSettings
 from fastapi_realtime.brokers.redis import RedisBroker
 
 WAIT = 10.0
@@ -285,3 +287,28 @@ def _owns(node: RedisServer, slot: int) -> bool:
             if start <= slot <= end:
                 return int(primary[1]) == node.port
     return False
+
+
+async def test_two_hubs_on_one_redis_share_publications_presence_and_disconnects(redis_server: RedisServer) -> None:
+    settings = HubSettings(
+        allow_anonymous=True,
+        namespaces={"chat": ChannelOptions(history_size=10, presence=True)},
+        presence_refresh_interval=60.0,
+    )
+    prefix = redis_broker(redis_server.url).prefix
+    async with (
+        Hub(settings, broker=RedisBroker(redis_server.url, prefix=prefix)) as hub_a,
+        Hub(settings, broker=RedisBroker(redis_server.url, prefix=prefix)) as hub_b,
+        client(hub_a) as transport,
+    ):
+        reply = await command(transport, {"id": 2, "subscribe": {"channel": "chat:r", "recoverable": True}})
+        epoch = reply["subscribe"]["epoch"]
+        position = await hub_b.publish("chat:r", {"from": "b"})
+        assert position.offset == 1 and position.epoch == epoch
+        push = orjson.loads((await transport.wait_sent(3))[2])["push"]
+        assert push["channel"] == "chat:r" and push["pub"]["data"] == {"from": "b"} and push["pub"]["offset"] == 1
+        assert list((await hub_b.presence("chat:r")).values())[0].user == ""
+        await hub_b.disconnect("", code=3501, reason="bye")
+        async with asyncio.timeout(WAIT):
+            await transport.closed.wait()
+        assert transport.closed_with == (3501, "bye")

@@ -286,7 +286,7 @@ class RedisBroker(Broker):
         name = self._channels.get(channel)
         if name is None:
             if data.startswith(b"s") and channel in self._sync_channels.values():
-                future = self._syncs.pop(data[1:].decode(), None)
+                future = self._syncs.get(data[1:].decode())
                 if future is not None and not future.done():
                     future.set_result(None)
             return
@@ -308,16 +308,19 @@ class RedisBroker(Broker):
     async def flush(self) -> None:
         """Wait until everything published (by anyone) before this call, on the channels this
         broker is subscribed to, was delivered to its events. For tests and orderly hand-overs."""
-        waits = []
-        for link in list(self._links.values()):
-            channel = self._sync_channel(link)
-            await self._call(link.subscribe(channel))
-            token = secrets.token_hex(8)
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._syncs[token] = future
-            waits.append(future)
-            await self._call(self._fanout(channel, b"s" + token.encode()))
-        await self._call(asyncio.gather(*waits))
+        tokens: list[str] = []
+        try:
+            for link in list(self._links.values()):
+                channel = self._sync_channel(link)
+                await self._call(link.subscribe(channel))
+                token = secrets.token_hex(8)
+                self._syncs[token] = asyncio.get_running_loop().create_future()
+                tokens.append(token)
+                await self._call(self._fanout(channel, b"s" + token.encode()))
+            await self._call(asyncio.gather(*(self._syncs[t] for t in tokens if t in self._syncs)))
+        finally:
+            for token in tokens:
+                self._syncs.pop(token, None)
 
     def _sync_channel(self, link: PubSubLink) -> bytes:
         """A channel of this broker that ``link``'s node carries (found once per node)."""
@@ -343,7 +346,8 @@ class RedisBroker(Broker):
                 awaitable.close()
             raise BrokerUnavailable(f"Redis broker for {redact(self.url)} is not started")
         try:
-            return await asyncio.wait_for(awaitable, self.timeout)
+            async with asyncio.timeout(self.timeout):
+                return await awaitable
         except TimeoutError as exc:
             raise BrokerUnavailable(f"Redis at {redact(self.url)} did not answer within {self.timeout}s") from exc
         except (RedisError, OSError, ConnectionError) as exc:

@@ -52,7 +52,7 @@ from .base import (
     PublishOptions,
     StreamLimitExceeded,
 )
-from .redis_pubsub import LinkOptions, PubSubLink
+from .redis_pubsub import LinkLost, LinkOptions, PubSubLink
 from .redis_wire import JOIN, LEAVE, ChannelKeys, decode_info, decode_message, decode_publication, encode_info
 from .redis_wire import encode_publication as encode_pub
 
@@ -155,7 +155,7 @@ class RedisBroker(Broker):
         except (TimeoutError, BrokerError, RedisError, OSError) as exc:
             await self.close()
             raise BrokerUnavailable(
-                f"cannot reach Redis at {redact(self.url)} within {self.timeout}s ({exc or type(exc).__name__}): "
+                f"cannot reach Redis at {redact(self.url)} within {self.timeout}s ({str(exc) or type(exc).__name__}): "
                 "check that Redis is running and reachable from this host, the host, port, password and "
                 "database in the URL" + (", and that it is a cluster node" if self.cluster else "")
             ) from None
@@ -350,7 +350,7 @@ class RedisBroker(Broker):
                 return await awaitable
         except TimeoutError as exc:
             raise BrokerUnavailable(f"Redis at {redact(self.url)} did not answer within {self.timeout}s") from exc
-        except (RedisError, OSError, ConnectionError) as exc:
+        except (RedisError, OSError, LinkLost) as exc:
             if isinstance(exc, RedisError) and type(exc).__name__ == "ResponseError":
                 raise BrokerError(f"Redis at {redact(self.url)} refused a command: {exc}") from exc
             raise BrokerUnavailable(f"Redis at {redact(self.url)} unavailable: {exc}") from exc

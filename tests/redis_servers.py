@@ -32,9 +32,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 import redis
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+R = TypeVar("R", bound=_Stoppable)
 
 START_TIMEOUT = 15.0
 """Seconds a server (or a cluster) gets to become ready."""
@@ -244,23 +252,22 @@ def start_cluster(directory: Path, primaries: int = 3) -> RedisCluster:
     return cluster
 
 
-def redis_server_fixture() -> Iterator[RedisServer]:
-    """Body of the session fixture ``redis_server``: one server for the whole run."""
+def _running(start: Callable[[Path], R]) -> Iterator[R]:
+    """Start a server (or cluster) in a temporary directory; stop it and remove the directory after."""
     require_redis()
     with tempfile.TemporaryDirectory(prefix="redis-") as tmp:
-        server = start_redis(Path(tmp))
+        running = start(Path(tmp))
         try:
-            yield server
+            yield running
         finally:
-            server.stop()
+            running.stop()
+
+
+def redis_server_fixture() -> Iterator[RedisServer]:
+    """Body of the session fixture ``redis_server``: one server for the whole run."""
+    yield from _running(start_redis)
 
 
 def redis_cluster_fixture() -> Iterator[RedisCluster]:
     """Body of the session fixture ``redis_cluster``: one 3-primary cluster for the whole run."""
-    require_redis()
-    with tempfile.TemporaryDirectory(prefix="redis-cluster-") as tmp:
-        cluster = start_cluster(Path(tmp))
-        try:
-            yield cluster
-        finally:
-            cluster.stop()
+    yield from _running(start_cluster)

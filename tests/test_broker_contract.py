@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from fastapi_realtime.brokers import Broker, BrokerEvents, HistoryResult, MemoryBroker, PublishOptions
+from fastapi_realtime.brokers import (
+    Broker,
+    BrokerEvents,
+    HistoryResult,
+    MemoryBroker,
+    PublishOptions,
+    StreamLimitExceeded,
+)
 from fastapi_realtime.brokers.redis import RedisBroker
 from fastapi_realtime.protocol.messages import ClientInfo, Publication, StreamPosition
 
@@ -57,6 +64,8 @@ class BrokerEnv:
     events: Recorder
     let_pass: Callable[[float], None]
     """Make ``seconds`` pass for the broker's expiry rules."""
+    capped: Callable[[int], Broker]
+    """Another broker of the same kind and clock, with ``max_empty_streams`` set."""
 
 
 class FakeClock:
@@ -129,24 +138,42 @@ class Settled(Broker):
 
 async def memory_env(request: pytest.FixtureRequest) -> BrokerEnv:
     clock = FakeClock()
-    return BrokerEnv(MemoryBroker(clock=clock), Recorder(), clock.advance)
+
+    def make(cap: int = 100_000) -> MemoryBroker:
+        return MemoryBroker(clock=clock, max_empty_streams=cap)
+
+    return BrokerEnv(make(), Recorder(), clock.advance, make)
 
 
-def redis_broker(url: str, *, cluster: bool = False, clock: FakeClock | None = None) -> RedisBroker:
+def redis_broker(
+    url: str, *, cluster: bool = False, clock: FakeClock | None = None, max_empty_streams: int = 100_000
+) -> RedisBroker:
     """A broker on its own key prefix (tests share one server), with short timeouts."""
-    return RedisBroker(url, cluster=cluster, prefix=f"t{uuid.uuid4().hex[:12]}", timeout=3.0, clock=clock)
+    return RedisBroker(
+        url,
+        cluster=cluster,
+        prefix=f"t{uuid.uuid4().hex[:12]}",
+        timeout=3.0,
+        clock=clock,
+        max_empty_streams=max_empty_streams,
+    )
+
+
+def _redis_env(url: str, *, cluster: bool) -> BrokerEnv:
+    clock = FakeClock()
+
+    def make(cap: int = 100_000) -> Settled:
+        return Settled(redis_broker(url, cluster=cluster, clock=clock, max_empty_streams=cap))
+
+    return BrokerEnv(make(), Recorder(), clock.advance, make)
 
 
 async def redis_env(request: pytest.FixtureRequest) -> BrokerEnv:
-    clock = FakeClock()
-    url = request.getfixturevalue("redis_server").url
-    return BrokerEnv(Settled(redis_broker(url, clock=clock)), Recorder(), clock.advance)
+    return _redis_env(request.getfixturevalue("redis_server").url, cluster=False)
 
 
 async def redis_cluster_env(request: pytest.FixtureRequest) -> BrokerEnv:
-    clock = FakeClock()
-    url = request.getfixturevalue("redis_cluster").url
-    return BrokerEnv(Settled(redis_broker(url, cluster=True, clock=clock)), Recorder(), clock.advance)
+    return _redis_env(request.getfixturevalue("redis_cluster").url, cluster=True)
 
 
 @pytest.fixture(params=[memory_env, redis_env, redis_cluster_env], ids=["memory", "redis", "redis-cluster"])
@@ -290,3 +317,50 @@ async def test_control_messages_reach_every_hub(env: BrokerEnv) -> None:
 async def test_close_is_idempotent(env: BrokerEnv) -> None:
     await env.broker.close()
     await env.broker.close()
+
+
+# -- positions of never-published channels: short-lived, capped placeholders ------------------
+
+
+async def test_position_of_a_never_published_channel_is_short_lived(env: BrokerEnv) -> None:
+    first = await env.broker.history("fresh", since=None, limit=0, reverse=False, meta_ttl=10)
+    env.let_pass(11)
+    second = await env.broker.history("fresh", since=None, limit=0, reverse=False, meta_ttl=10)
+    assert second.position.offset == 0 and second.position.epoch != first.position.epoch
+
+
+async def test_reading_an_empty_position_again_keeps_it(env: BrokerEnv) -> None:
+    first = await env.broker.history("fresh", since=None, limit=0, reverse=False, meta_ttl=10)
+    for _ in range(3):
+        env.let_pass(6)
+        again = await env.broker.history("fresh", since=None, limit=0, reverse=False, meta_ttl=10)
+        assert again.position == first.position
+
+
+async def test_first_publication_continues_the_placeholder_epoch_and_keeps_the_stream(env: BrokerEnv) -> None:
+    empty = await env.broker.history("fresh", since=None, limit=0, reverse=False, meta_ttl=10)
+    env.let_pass(5)
+    position = await env.broker.publish("fresh", pub(1), HISTORY)
+    assert position == StreamPosition(1, empty.position.epoch)
+    env.let_pass(HISTORY.meta_ttl - 10)  # the publication's meta_ttl now applies, not the short one
+    result = await env.broker.history("fresh", since=empty.position, limit=None, reverse=False, meta_ttl=10)
+    assert result.position == position
+
+
+async def test_placeholders_are_capped_with_a_clear_error(env: BrokerEnv) -> None:
+    capped = env.capped(2)
+    await capped.start(Recorder())
+    try:
+        for channel in ("e1", "e2"):
+            await capped.history(channel, since=None, limit=0, reverse=False, meta_ttl=10)
+        with pytest.raises(StreamLimitExceeded):
+            await capped.history("e3", since=None, limit=0, reverse=False, meta_ttl=10)
+        again = await capped.history("e1", since=None, limit=0, reverse=False, meta_ttl=10)  # existing: fine
+        assert again.position.offset == 0
+        await capped.publish("e1", pub(1), HISTORY)  # e1 is a stream now, not a placeholder
+        await capped.history("e3", since=None, limit=0, reverse=False, meta_ttl=10)
+        env.let_pass(11)  # the placeholders expired: room again
+        for channel in ("e4", "e5"):
+            await capped.history(channel, since=None, limit=0, reverse=False, meta_ttl=10)
+    finally:
+        await capped.close()

@@ -23,7 +23,7 @@ from typing import Any, Self
 
 import orjson
 
-from .brokers.base import Broker, BrokerError, HistoryResult, PublishOptions
+from .brokers.base import Broker, BrokerError, HistoryResult, PublishOptions, StreamLimitExceeded
 from .brokers.memory import MemoryBroker
 from .channels import Channel, parse_channel
 from .hooks import Hooks, TokenVerifier
@@ -38,6 +38,18 @@ log = logging.getLogger("fastapi_realtime.hub")
 
 POSITION_READS_AT_ONCE = 100
 """Stream tops a position check reads concurrently."""
+
+
+async def read_history(
+    broker: Broker, channel: str, since: StreamPosition | None, limit: int | None, reverse: bool, empty_ttl: float
+) -> HistoryResult:
+    """``broker.history`` with a never-published channel's position kept ``empty_ttl`` seconds;
+    :class:`ReplyError` 106 when the broker's cap on such positions is reached."""
+    try:
+        return await broker.history(channel, since=since, limit=limit, reverse=reverse, meta_ttl=empty_ttl)
+    except StreamLimitExceeded as exc:
+        log.warning("position of %s refused: %s", channel, exc)
+        raise ReplyError(ErrorCode.LIMIT_EXCEEDED, "too many channels without publications") from None
 
 
 @dataclass(slots=True)
@@ -345,9 +357,7 @@ class Node:
         ch = self.channel(channel)
         if not ch.options.history:
             raise ReplyError(ErrorCode.NOT_AVAILABLE)
-        result = await self.broker.history(
-            channel, since=since, limit=limit, reverse=reverse, meta_ttl=self.settings.history_meta_ttl
-        )
+        result = await read_history(self.broker, channel, since, limit, reverse, self.settings.history_empty_ttl)
         if since is not None and since.epoch and since.epoch != result.position.epoch:
             raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
         return result
@@ -533,7 +543,7 @@ class Node:
             for name, result in zip(batch, results, strict=True):
                 if isinstance(result, StreamPosition):
                     tops[name] = result
-                else:
+                elif not isinstance(result, ReplyError):  # a refused position was logged by read_history
                     failed, failure = failed + 1, result
         if failure is not None and not isinstance(failure, BrokerError):
             log.error("position check failed", exc_info=failure)
@@ -560,9 +570,7 @@ class Node:
         return count
 
     async def _stream_top(self, channel: str) -> StreamPosition:
-        result = await self.broker.history(
-            channel, since=None, limit=0, reverse=False, meta_ttl=self.settings.history_meta_ttl
-        )
+        result = await read_history(self.broker, channel, None, 0, False, self.settings.history_empty_ttl)
         return result.position
 
     # -- presence upkeep --------------------------------------------------------------

@@ -1,6 +1,14 @@
 """Brokers: the interface every broker implements and the in-memory default."""
 
-from .base import Broker, BrokerError, BrokerEvents, BrokerUnavailable, HistoryResult, PublishOptions
+from .base import (
+    Broker,
+    BrokerError,
+    BrokerEvents,
+    BrokerUnavailable,
+    HistoryResult,
+    PublishOptions,
+    StreamLimitExceeded,
+)
 from .memory import MemoryBroker
 
 __all__ = [
@@ -11,4 +19,5 @@ __all__ = [
     "HistoryResult",
     "MemoryBroker",
     "PublishOptions",
+    "StreamLimitExceeded",
 ]

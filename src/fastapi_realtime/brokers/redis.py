@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -42,8 +43,16 @@ from redis.exceptions import RedisError
 
 from ..protocol.messages import ClientInfo, Publication, StreamPosition
 from . import redis_scripts as scripts
-from .base import Broker, BrokerError, BrokerEvents, BrokerUnavailable, HistoryResult, PublishOptions
-from .redis_pubsub import LinkOptions, PubSubLink
+from .base import (
+    Broker,
+    BrokerError,
+    BrokerEvents,
+    BrokerUnavailable,
+    HistoryResult,
+    PublishOptions,
+    StreamLimitExceeded,
+)
+from .redis_pubsub import LinkLost, LinkOptions, PubSubLink
 from .redis_wire import JOIN, LEAVE, ChannelKeys, decode_info, decode_message, decode_publication, encode_info
 from .redis_wire import encode_publication as encode_pub
 
@@ -79,6 +88,9 @@ class RedisBroker(Broker):
       doubles per failed attempt, with full jitter.
     - ``subscribe_batch`` (``512`` channels): most channels sent in one (S)SUBSCRIBE.
     - ``max_connections`` (``50``): size of the command connection pool (per node on a cluster).
+    - ``max_empty_streams`` (``100_000``): most positions of never-published channels this node
+      creates that are still alive (see :meth:`Broker.history`); beyond it, reading the position of
+      one more raises :class:`StreamLimitExceeded`.
     - ``clock``: ``None`` uses the Redis server's clock for every expiry (all nodes agree); tests
       pass a fake clock (seconds) to make time pass.
     """
@@ -95,6 +107,7 @@ class RedisBroker(Broker):
         backoff_max: float = 5.0,
         subscribe_batch: int = 512,
         max_connections: int = 50,
+        max_empty_streams: int = 100_000,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if timeout <= 0 or ping_interval <= 0 or not 0 < backoff_min <= backoff_max or subscribe_batch < 1:
@@ -119,6 +132,10 @@ class RedisBroker(Broker):
         self._started = False
         self._scripts: dict[str, Any] = {}
         self._rerouting: asyncio.Task[None] | None = None
+        self._max_empty_streams = max_empty_streams
+        self._empty: dict[str, float] = {}
+        """Placeholders this node created: channel -> when they expire (local clock)."""
+        self._last_empty_sweep = -1.0
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -138,7 +155,7 @@ class RedisBroker(Broker):
         except (TimeoutError, BrokerError, RedisError, OSError) as exc:
             await self.close()
             raise BrokerUnavailable(
-                f"cannot reach Redis at {redact(self.url)} within {self.timeout}s ({exc or type(exc).__name__}): "
+                f"cannot reach Redis at {redact(self.url)} within {self.timeout}s ({str(exc) or type(exc).__name__}): "
                 "check that Redis is running and reachable from this host, the host, port, password and "
                 "database in the URL" + (", and that it is a cluster node" if self.cluster else "")
             ) from None
@@ -240,15 +257,16 @@ class RedisBroker(Broker):
         except (TimeoutError, RedisError, OSError) as exc:
             log.warning("redis broker: cluster topology refresh failed (%s); retrying on the next failure", exc)
             return
+        sync_channels = set(self._sync_channels.values())
         for channel, link in list(self._routes.items()):
             name, _ = self._node_of(channel)
             if name != link.name:
                 link.unsubscribe(channel)
                 del self._routes[channel]
-                target = self._ensure_link(channel)
-                target.channels.add(channel)
-                if target.up:
-                    target._queue(True, channel)
+                if channel in sync_channels:  # found again for its node when next needed
+                    del self._sync_channels[link.name]
+                    continue
+                self._ensure_link(channel).want(channel)
         for name, link in list(self._links.items()):
             if not link.channels:
                 del self._links[name]
@@ -260,12 +278,15 @@ class RedisBroker(Broker):
         if events is None:
             return
         if channel == self._control:
-            events.on_control(data)
+            try:
+                events.on_control(data)
+            except Exception:
+                log.exception("redis broker: control handler failed")
             return
         name = self._channels.get(channel)
         if name is None:
             if data.startswith(b"s") and channel in self._sync_channels.values():
-                future = self._syncs.pop(data[1:].decode(), None)
+                future = self._syncs.get(data[1:].decode())
                 if future is not None and not future.done():
                     future.set_result(None)
             return
@@ -274,26 +295,32 @@ class RedisBroker(Broker):
         except (ValueError, KeyError, IndexError):
             log.warning("redis broker: ignored a malformed message on %s", name)
             return
-        if isinstance(value, Publication):
-            events.on_publication(name, value)
-        elif kind == JOIN:
-            events.on_join(name, value)
-        elif kind == LEAVE:
-            events.on_leave(name, value)
+        try:
+            if isinstance(value, Publication):
+                events.on_publication(name, value)
+            elif kind == JOIN:
+                events.on_join(name, value)
+            elif kind == LEAVE:
+                events.on_leave(name, value)
+        except Exception:  # the handler's bug must not stop the listener of every channel
+            log.exception("redis broker: event handler failed on %s", name)
 
     async def flush(self) -> None:
         """Wait until everything published (by anyone) before this call, on the channels this
         broker is subscribed to, was delivered to its events. For tests and orderly hand-overs."""
-        waits = []
-        for link in list(self._links.values()):
-            channel = self._sync_channel(link)
-            await self._call(link.subscribe(channel))
-            token = secrets.token_hex(8)
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._syncs[token] = future
-            waits.append(future)
-            await self._call(self._fanout(channel, b"s" + token.encode()))
-        await self._call(asyncio.gather(*waits))
+        tokens: list[str] = []
+        try:
+            for link in list(self._links.values()):
+                channel = self._sync_channel(link)
+                await self._call(link.subscribe(channel))
+                token = secrets.token_hex(8)
+                self._syncs[token] = asyncio.get_running_loop().create_future()
+                tokens.append(token)
+                await self._call(self._fanout(channel, b"s" + token.encode()))
+            await self._call(asyncio.gather(*(self._syncs[t] for t in tokens if t in self._syncs)))
+        finally:
+            for token in tokens:
+                self._syncs.pop(token, None)
 
     def _sync_channel(self, link: PubSubLink) -> bytes:
         """A channel of this broker that ``link``'s node carries (found once per node)."""
@@ -319,13 +346,27 @@ class RedisBroker(Broker):
                 awaitable.close()
             raise BrokerUnavailable(f"Redis broker for {redact(self.url)} is not started")
         try:
-            return await asyncio.wait_for(awaitable, self.timeout)
+            async with asyncio.timeout(self.timeout):
+                return await awaitable
         except TimeoutError as exc:
             raise BrokerUnavailable(f"Redis at {redact(self.url)} did not answer within {self.timeout}s") from exc
-        except (RedisError, OSError, ConnectionError) as exc:
+        except (RedisError, OSError, LinkLost) as exc:
             if isinstance(exc, RedisError) and type(exc).__name__ == "ResponseError":
                 raise BrokerError(f"Redis at {redact(self.url)} refused a command: {exc}") from exc
             raise BrokerUnavailable(f"Redis at {redact(self.url)} unavailable: {exc}") from exc
+
+    def _local_now(self) -> float:
+        return time.monotonic() if self._clock is None else self._clock()
+
+    def _may_create_placeholder(self) -> bool:
+        """Whether this node may create one more never-published channel's position."""
+        if len(self._empty) < self._max_empty_streams:
+            return True
+        now = self._local_now()
+        if now - self._last_empty_sweep >= 1.0:  # at most one full sweep a second, even under a flood
+            self._last_empty_sweep = now
+            self._empty = {ch: expires for ch, expires in self._empty.items() if expires > now}
+        return len(self._empty) < self._max_empty_streams
 
     def _now(self) -> int:
         return 0 if self._clock is None else int(self._clock() * 1000)
@@ -362,6 +403,7 @@ class RedisBroker(Broker):
     async def publish(self, channel: str, pub: Publication, opts: PublishOptions) -> StreamPosition:
         keys = ChannelKeys.of(self.prefix, channel)
         body = encode_pub(pub)
+        self._empty.pop(channel, None)
         if opts.history_size <= 0:
             await self._call(self._fanout(keys.pubsub.encode(), b"p0:" + body))
             return StreamPosition(0, "")
@@ -394,7 +436,7 @@ class RedisBroker(Broker):
         self, channel: str, *, since: StreamPosition | None, limit: int | None, reverse: bool, meta_ttl: float
     ) -> HistoryResult:
         keys = ChannelKeys.of(self.prefix, channel)
-        top, epoch, entries = await self._call(
+        reply = await self._call(
             self._scripts["HISTORY"](
                 keys=[keys.meta, keys.stream],
                 args=[
@@ -404,9 +446,19 @@ class RedisBroker(Broker):
                     -1 if since is None else since.offset,
                     -1 if limit is None else limit,
                     1 if reverse else 0,
+                    1 if self._may_create_placeholder() else 0,
                 ],
             )
         )
+        if int(reply[0]) < 0:
+            raise StreamLimitExceeded(
+                f"this node already created {self._max_empty_streams} positions of channels without publications"
+            )
+        top, epoch, entries, created = reply
+        if created or (channel in self._empty and not int(top)):
+            self._empty[channel] = max(self._empty.get(channel, 0.0), self._local_now() + meta_ttl)
+        elif int(top):
+            self._empty.pop(channel, None)
         pubs = [
             decode_publication(_field(fields, b"d"), int(_str(entry_id).split("-")[0])) for entry_id, fields in entries
         ]

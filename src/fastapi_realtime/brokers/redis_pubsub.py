@@ -133,6 +133,13 @@ class PubSubLink:
                 waiters.remove(future)
             raise
 
+    def want(self, channel: bytes) -> None:
+        """Subscribe without waiting for the confirmation (it comes with the next batch or reconnect)."""
+        if channel not in self.channels:
+            self.channels.add(channel)
+            if self.up:
+                self._queue(True, channel)
+
     def unsubscribe(self, channel: bytes) -> None:
         """Forget ``channel`` now; Redis is told in the next batch."""
         self.channels.discard(channel)
@@ -184,6 +191,10 @@ class PubSubLink:
                 self.failures = 0
                 await self._listen()
             except (*_CONNECTION_ERRORS, LinkLost) as exc:
+                self._lost(exc)
+            except Exception as exc:  # a bug, not a fault of Redis: say so loudly, then carry on
+                log.exception("redis broker: Pub/Sub listener of %s failed unexpectedly; reconnecting", self.name)
+                self.failures = max(self.failures, 1)
                 self._lost(exc)
             await self._drop_connection()
             await asyncio.sleep(self._backoff())

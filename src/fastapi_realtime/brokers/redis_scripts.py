@@ -52,19 +52,33 @@ return {top, epoch}
 HISTORY = (
     """
 -- KEYS: meta, stream
--- ARGV: now, new epoch, meta ttl ms, since offset (-1: none), limit (-1: all), reverse (1/0)
+-- ARGV: now, new epoch, meta ttl ms, since offset (-1: none), limit (-1: all), reverse (1/0),
+--       may create a placeholder (1/0)
+-- Returns {top, epoch, entries, created (1/0)}, or {-1} when a placeholder was needed but not allowed.
 """
     + _NOW
     + _LOAD_STREAM
     + """
+local meta_ttl = tonumber(ARGV[3])
 if fresh then
-  local meta_ttl = tonumber(ARGV[3])
+  if ARGV[7] ~= '1' then
+    return {-1}
+  end
   redis.call('hset', KEYS[1], 'e', epoch, 's', 0, 'x', now + meta_ttl)
   redis.call('pexpire', KEYS[1], meta_ttl)
+elseif top == 0 then
+  -- a placeholder read again: keep it at least meta_ttl from now
+  if tonumber(redis.call('hget', KEYS[1], 'x')) < now + meta_ttl then
+    redis.call('hset', KEYS[1], 'x', now + meta_ttl)
+  end
+  if redis.call('pttl', KEYS[1]) < meta_ttl then
+    redis.call('pexpire', KEYS[1], meta_ttl)
+  end
 end
+local created = fresh and 1 or 0
 local since, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
 if limit == 0 then
-  return {top, epoch, {}}
+  return {top, epoch, {}, created}
 end
 local count = {}
 if limit > 0 then
@@ -75,7 +89,7 @@ if ARGV[6] == '1' then
   local upper = '+'
   if since >= 0 then
     if since <= 1 then
-      return {top, epoch, {}}
+      return {top, epoch, {}, created}
     end
     upper = string.format('%d-0', since - 1)
   end
@@ -87,7 +101,7 @@ else
   end
   entries = redis.call('xrange', KEYS[2], lower, '+', unpack(count))
 end
-return {top, epoch, entries}
+return {top, epoch, entries, created}
 """
 )
 

@@ -249,18 +249,28 @@ async def test_a_client_that_reconnects_to_the_other_server_recovers_what_it_mis
 # -- faults -------------------------------------------------------------------------------
 
 
-async def test_cutting_a_nodes_redis_connections_while_publishing_leaves_no_silent_hole(
-    redis_server: RedisServer,
-) -> None:
+@contextlib.asynccontextmanager
+async def node_behind_a_fault_proxy(
+    redis: RedisServer,
+) -> AsyncIterator[tuple[FaultProxy, ServerProcess, ServerProcess, httpx.AsyncClient, str, Events]]:
+    """Server A reaching Redis through a fault proxy, server B directly, an HTTP client, a
+    fresh channel and the subscription events of an SDK client on A subscribed to it."""
     channel = new_channel()
-    count = 200
     async with (
-        FaultProxy("127.0.0.1", redis_server.port) as proxy,
-        two_servers(f"redis://127.0.0.1:{proxy.port}", redis_server.url) as (a, b),
+        FaultProxy("127.0.0.1", redis.port) as proxy,
+        two_servers(f"redis://127.0.0.1:{proxy.port}", redis.url) as (a, b),
         contextlib.AsyncExitStack() as stack,
         http() as client,
     ):
         _, _, sub = await sdk_subscriber(stack, a.ws_url, channel)
+        yield proxy, a, b, client, channel, sub
+
+
+async def test_cutting_a_nodes_redis_connections_while_publishing_leaves_no_silent_hole(
+    redis_server: RedisServer,
+) -> None:
+    count = 200
+    async with node_behind_a_fault_proxy(redis_server) as (proxy, a, b, client, channel, sub):
         received = asyncio.create_task(take_numbers(sub, count))
         for n in range(1, count + 1):
             await publish(client, b, channel, n)  # publications enter through B, which stays connected
@@ -290,14 +300,7 @@ async def test_cutting_a_nodes_redis_connections_while_publishing_leaves_no_sile
 async def test_a_stalled_redis_link_is_detected_and_what_it_held_back_is_recovered(
     redis_server: RedisServer,
 ) -> None:
-    channel = new_channel()
-    async with (
-        FaultProxy("127.0.0.1", redis_server.port) as proxy,
-        two_servers(f"redis://127.0.0.1:{proxy.port}", redis_server.url) as (a, b),
-        contextlib.AsyncExitStack() as stack,
-        http() as client,
-    ):
-        _, _, sub = await sdk_subscriber(stack, a.ws_url, channel)
+    async with node_behind_a_fault_proxy(redis_server) as (proxy, a, b, client, channel, sub):
         await publish(client, b, channel, 1)
         assert await take_numbers(sub, 1) == [1]
         proxy.stall()  # packets stop, connections stay open: no error, only silence

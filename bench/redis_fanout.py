@@ -317,13 +317,14 @@ def report(s: Settings, publish: Sequence[PublishRow], deliveries: Sequence[Deli
         f"2. one publisher -> {s.subscribers} subscribers on one channel, {s.messages} messages at full speed; "
         f"servers on CPU {s.server_cpu}, load generator (and redis-server) on CPU {s.client_cpu}",
         "",
-        f"{'setup':<9} {'deliveries/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'lost':>5} {'server1%':>8} "
+        f"{'setup':<9} {'deliveries/s':>12} {'msgs/frame':>10} {'p50 ms':>7} {'p99 ms':>7} {'lost':>5} {'server1%':>8} "
         f"{'server2%':>8} {'redis%':>6} {'gen%':>5} {'CPU0%':>6} {'CPU1%':>6} {'others0%':>8} {'others1%':>8}",
     ]
     for d in deliveries:
         r, c = d.result, d.cpu
         lines.append(
-            f"{d.setup:<9} {r['deliveries_per_second']:>12,.0f} {fmt(r['latency_ms']['p50'], '7.1f')} "
+            f"{d.setup:<9} {r['deliveries_per_second']:>12,.0f} {r['delivered'] / max(r['frames'], 1):>10.1f} "
+            f"{fmt(r['latency_ms']['p50'], '7.1f')} "
             f"{fmt(r['latency_ms']['p99'], '7.1f')} {r['lost']:>5} {fmt(c.get('server1'), '8.0f')} "
             f"{fmt(c.get('server2'), '8.0f')} {fmt(c.get('redis'), '6.0f')} {fmt(c.get('loadgen'), '5.0f')} "
             f"{fmt(c.get('core0'), '6.0f')} {fmt(c.get('core1'), '6.0f')} "
@@ -334,6 +335,7 @@ def report(s: Settings, publish: Sequence[PublishRow], deliveries: Sequence[Deli
         "",
         "CPU%: of one core over the measured window; CPU0%/CPU1%: the whole core, whoever ran there;",
         "others0%/others1%: what other programs (and hypervisor steal) took of each pinned core.",
+        "msgs/frame: publications per WebSocket frame the subscribers received (the hub batches what is queued).",
     ]
     if s.profile:
         for path in sorted(Path(s.profile).glob("*.txt")):
@@ -368,7 +370,7 @@ async def main(s: Settings) -> None:
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, Settings]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--subscribers", type=int, default=1000)
-    parser.add_argument("--messages", type=int, default=2000, help="messages the publisher sends in part 2")
+    parser.add_argument("--messages", type=int, default=1000, help="messages the publisher sends in part 2")
     parser.add_argument("--publish-count", type=int, default=20_000, help="publications per row of part 1")
     parser.add_argument(
         "--in-flight",

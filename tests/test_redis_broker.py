@@ -14,8 +14,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+import redis_servers
 from redis.crc import key_slot
-from redis_servers import RedisCluster, RedisServer, free_port, start_redis
+from redis_servers import RedisCluster, RedisServer, free_port, require_redis, start_redis
 from test_broker_contract import HISTORY, NO_HISTORY, Recorder, pub, redis_broker
 from test_empty_positions import client, command
 
@@ -312,3 +313,13 @@ async def test_two_hubs_on_one_redis_share_publications_presence_and_disconnects
         async with asyncio.timeout(WAIT):
             await transport.closed.wait()
         assert transport.closed_with == (3501, "bye")
+
+
+def test_missing_redis_server_skips_locally_and_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redis_servers.shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        require_redis()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="install Debian's redis-server package"):
+        require_redis()

@@ -235,7 +235,7 @@ class PubSubLink:
         for ch in missed:  # asked for while we were resubscribing
             self._queue(True, ch)
         if self.failures:
-            log.warning(
+            log.info(
                 "redis broker: Pub/Sub connection to %s restored; %d channels resubscribed", self.name, len(wanted)
             )
 

@@ -323,3 +323,20 @@ def test_missing_redis_server_skips_locally_and_fails_under_ci(monkeypatch: pyte
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="install Debian's redis-server package"):
         require_redis()
+
+
+async def test_thousands_of_channels_are_subscribed_and_resubscribed_in_batches(own_redis: RedisServer) -> None:
+    broker, events = await started(RedisBroker(own_redis.url, timeout=3.0, backoff_max=0.2, subscribe_batch=500))
+    channels = [f"ch{i}" for i in range(2000)]
+    try:
+        await asyncio.gather(*(broker.subscribe(ch) for ch in channels))
+        with own_redis.client() as c:
+            assert c.info("commandstats")["cmdstat_subscribe"]["calls"] <= 6  # not one per channel
+        await asyncio.to_thread(own_redis.restart)
+        await events.until(lambda: events.states == [False, True])
+        with own_redis.client() as c:  # a fresh server: its counters cover the resubscription only
+            assert c.info("commandstats")["cmdstat_subscribe"]["calls"] == 5  # 2,001 channels / 500
+        await broker.publish("ch1999", pub(1), NO_HISTORY)
+        await events.until(lambda: [ch for ch, _ in events.pubs] == ["ch1999"])
+    finally:
+        await broker.close()

@@ -16,7 +16,7 @@ import orjson
 import pytest
 import redis_servers
 from redis.crc import key_slot
-from redis_servers import RedisCluster, RedisServer, free_port, require_redis, start_redis
+from redis_servers import RedisCluster, RedisServer, free_port, require_redis, start_cluster, start_redis
 from test_broker_contract import HISTORY, NO_HISTORY, Recorder, pub, redis_broker
 from test_empty_positions import client, command
 
@@ -128,8 +128,7 @@ async def test_cluster_spreads_channels_over_primaries(redis_cluster: RedisClust
     broker, events = await started(redis_broker(redis_cluster.url, cluster=True))
     try:
         channels = [f"ch{i}" for i in range(30)]
-        for channel in channels:
-            await broker.subscribe(channel)
+        await asyncio.gather(*(broker.subscribe(channel) for channel in channels))  # batched per slot
         assert broker.healthy
         assert len(broker._links) == len(redis_cluster.nodes)  # one Pub/Sub connection per primary
         for channel in channels:
@@ -340,3 +339,28 @@ async def test_thousands_of_channels_are_subscribed_and_resubscribed_in_batches(
         await events.until(lambda: [ch for ch, _ in events.pubs] == ["ch1999"])
     finally:
         await broker.close()
+
+
+async def test_a_restarted_cluster_primary_is_reconnected_and_resubscribed(tmp_path: Path) -> None:
+    cluster = await asyncio.to_thread(start_cluster, tmp_path)
+    broker, events = await started(RedisBroker(cluster.url, cluster=True, timeout=2.0, backoff_max=0.2))
+    try:
+        channels = [f"ch{i}" for i in range(12)]
+        for channel in channels:
+            await broker.subscribe(channel)
+        victim = cluster.nodes[1]
+        on_victim = [
+            ch
+            for ch in channels
+            if broker._routes[f"{broker.prefix}:c:{{{ch}}}".encode()].name.endswith(f":{victim.port}")
+        ]
+        assert on_victim
+        await asyncio.to_thread(victim.restart)
+        await events.until(lambda: events.states == [False, True], timeout=20)
+        await asyncio.to_thread(cluster.wait_ok)
+        for channel in channels:
+            await broker.publish(channel, pub(1), HISTORY)
+        await events.until(lambda: len(events.pubs) == len(channels))
+    finally:
+        await broker.close()
+        await asyncio.to_thread(cluster.stop)

@@ -364,3 +364,16 @@ async def test_a_restarted_cluster_primary_is_reconnected_and_resubscribed(tmp_p
     finally:
         await broker.close()
         await asyncio.to_thread(cluster.stop)
+
+
+async def test_cluster_with_classic_pubsub_uses_one_connection(redis_cluster: RedisCluster) -> None:
+    broker, events = await started(redis_broker(redis_cluster.url, cluster=True, sharded_pubsub=False))
+    try:
+        channels = [f"ch{i}" for i in range(10)]
+        await asyncio.gather(*(broker.subscribe(channel) for channel in channels))
+        assert len(broker._links) == 1
+        for channel in channels:
+            await broker.publish(channel, pub(1), HISTORY)  # scripts run on each channel's primary
+        await events.until(lambda: len(events.pubs) == len(channels))
+    finally:
+        await broker.close()

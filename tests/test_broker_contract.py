@@ -146,12 +146,18 @@ async def memory_env(request: pytest.FixtureRequest) -> BrokerEnv:
 
 
 def redis_broker(
-    url: str, *, cluster: bool = False, clock: FakeClock | None = None, max_empty_streams: int = 100_000
+    url: str,
+    *,
+    cluster: bool = False,
+    clock: FakeClock | None = None,
+    max_empty_streams: int = 100_000,
+    sharded_pubsub: bool | None = None,
 ) -> RedisBroker:
     """A broker on its own key prefix (tests share one server), with short timeouts."""
     return RedisBroker(
         url,
         cluster=cluster,
+        sharded_pubsub=sharded_pubsub,
         prefix=f"t{uuid.uuid4().hex[:12]}",
         timeout=3.0,
         clock=clock,
@@ -159,11 +165,13 @@ def redis_broker(
     )
 
 
-def _redis_env(url: str, *, cluster: bool) -> BrokerEnv:
+def _redis_env(url: str, *, cluster: bool, sharded_pubsub: bool | None = None) -> BrokerEnv:
     clock = FakeClock()
 
     def make(cap: int = 100_000) -> Settled:
-        return Settled(redis_broker(url, cluster=cluster, clock=clock, max_empty_streams=cap))
+        return Settled(
+            redis_broker(url, cluster=cluster, clock=clock, max_empty_streams=cap, sharded_pubsub=sharded_pubsub)
+        )
 
     return BrokerEnv(make(), Recorder(), clock.advance, make)
 
@@ -176,7 +184,15 @@ async def redis_cluster_env(request: pytest.FixtureRequest) -> BrokerEnv:
     return _redis_env(request.getfixturevalue("redis_cluster").url, cluster=True)
 
 
-@pytest.fixture(params=[memory_env, redis_env, redis_cluster_env], ids=["memory", "redis", "redis-cluster"])
+async def redis_cluster_classic_env(request: pytest.FixtureRequest) -> BrokerEnv:
+    """The cluster with classic PUBLISH/SUBSCRIBE, as on a cluster older than Redis 7."""
+    return _redis_env(request.getfixturevalue("redis_cluster").url, cluster=True, sharded_pubsub=False)
+
+
+@pytest.fixture(
+    params=[memory_env, redis_env, redis_cluster_env, redis_cluster_classic_env],
+    ids=["memory", "redis", "redis-cluster", "redis-cluster-classic-pubsub"],
+)
 async def env(request: pytest.FixtureRequest) -> AsyncIterator[BrokerEnv]:
     e: BrokerEnv = await request.param(request)
     await e.broker.start(e.events)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+import redis_servers
 from redis.crc import key_slot
-from redis_servers import RedisCluster, RedisServer, free_port, start_redis
+from redis_servers import RedisCluster, RedisServer, free_port, require_redis, start_cluster, start_redis
 from test_broker_contract import HISTORY, NO_HISTORY, Recorder, pub, redis_broker
 from test_empty_positions import client, command
 
@@ -127,8 +128,7 @@ async def test_cluster_spreads_channels_over_primaries(redis_cluster: RedisClust
     broker, events = await started(redis_broker(redis_cluster.url, cluster=True))
     try:
         channels = [f"ch{i}" for i in range(30)]
-        for channel in channels:
-            await broker.subscribe(channel)
+        await asyncio.gather(*(broker.subscribe(channel) for channel in channels))  # batched per slot
         assert broker.healthy
         assert len(broker._links) == len(redis_cluster.nodes)  # one Pub/Sub connection per primary
         for channel in channels:
@@ -312,3 +312,68 @@ async def test_two_hubs_on_one_redis_share_publications_presence_and_disconnects
         async with asyncio.timeout(WAIT):
             await transport.closed.wait()
         assert transport.closed_with == (3501, "bye")
+
+
+def test_missing_redis_server_skips_locally_and_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redis_servers.shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        require_redis()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="install Debian's redis-server package"):
+        require_redis()
+
+
+async def test_thousands_of_channels_are_subscribed_and_resubscribed_in_batches(own_redis: RedisServer) -> None:
+    broker, events = await started(RedisBroker(own_redis.url, timeout=3.0, backoff_max=0.2, subscribe_batch=500))
+    channels = [f"ch{i}" for i in range(2000)]
+    try:
+        await asyncio.gather(*(broker.subscribe(ch) for ch in channels))
+        with own_redis.client() as c:
+            assert c.info("commandstats")["cmdstat_subscribe"]["calls"] <= 6  # not one per channel
+        await asyncio.to_thread(own_redis.restart)
+        await events.until(lambda: events.states == [False, True])
+        with own_redis.client() as c:  # a fresh server: its counters cover the resubscription only
+            assert c.info("commandstats")["cmdstat_subscribe"]["calls"] == 5  # 2,001 channels / 500
+        await broker.publish("ch1999", pub(1), NO_HISTORY)
+        await events.until(lambda: [ch for ch, _ in events.pubs] == ["ch1999"])
+    finally:
+        await broker.close()
+
+
+async def test_a_restarted_cluster_primary_is_reconnected_and_resubscribed(tmp_path: Path) -> None:
+    cluster = await asyncio.to_thread(start_cluster, tmp_path)
+    broker, events = await started(RedisBroker(cluster.url, cluster=True, timeout=2.0, backoff_max=0.2))
+    try:
+        channels = [f"ch{i}" for i in range(12)]
+        for channel in channels:
+            await broker.subscribe(channel)
+        victim = cluster.nodes[1]
+        on_victim = [
+            ch
+            for ch in channels
+            if broker._routes[f"{broker.prefix}:c:{{{ch}}}".encode()].name.endswith(f":{victim.port}")
+        ]
+        assert on_victim
+        await asyncio.to_thread(victim.restart)
+        await events.until(lambda: events.states == [False, True], timeout=20)
+        await asyncio.to_thread(cluster.wait_ok)
+        for channel in channels:
+            await broker.publish(channel, pub(1), HISTORY)
+        await events.until(lambda: len(events.pubs) == len(channels))
+    finally:
+        await broker.close()
+        await asyncio.to_thread(cluster.stop)
+
+
+async def test_cluster_with_classic_pubsub_uses_one_connection(redis_cluster: RedisCluster) -> None:
+    broker, events = await started(redis_broker(redis_cluster.url, cluster=True, sharded_pubsub=False))
+    try:
+        channels = [f"ch{i}" for i in range(10)]
+        await asyncio.gather(*(broker.subscribe(channel) for channel in channels))
+        assert len(broker._links) == 1
+        for channel in channels:
+            await broker.publish(channel, pub(1), HISTORY)  # scripts run on each channel's primary
+        await events.until(lambda: len(events.pubs) == len(channels))
+    finally:
+        await broker.close()

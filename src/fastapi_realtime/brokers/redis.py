@@ -78,6 +78,9 @@ class RedisBroker(Broker):
     Options (seconds unless said otherwise):
 
     - ``cluster`` (``False``): ``url`` names one node of a Redis Cluster; the others are discovered.
+    - ``sharded_pubsub`` (``None``: when the cluster runs Redis 7+): on a cluster, fan out with
+      SPUBLISH/SSUBSCRIBE (each message goes to one shard) rather than classic PUBLISH (which the
+      cluster bus copies to every node; one Pub/Sub connection to any node then receives all).
     - ``prefix`` (``"fastapi_realtime"``): prepended to every key and Pub/Sub channel, so that
       several applications can share one Redis.
     - ``timeout`` (``5.0``): how long a call waits for Redis before it raises
@@ -100,6 +103,7 @@ class RedisBroker(Broker):
         url: str = "redis://127.0.0.1:6379/0",
         *,
         cluster: bool = False,
+        sharded_pubsub: bool | None = None,
         prefix: str = "fastapi_realtime",
         timeout: float = 5.0,
         ping_interval: float = 10.0,
@@ -114,6 +118,7 @@ class RedisBroker(Broker):
             raise ValueError("timeout, ping_interval, backoff_min <= backoff_max and subscribe_batch must be > 0")
         self.url = url
         self.cluster = cluster
+        self._sharded = sharded_pubsub if cluster else False
         self.prefix = prefix
         self.timeout = timeout
         self._link_options = LinkOptions(timeout, ping_interval, backoff_min, backoff_max, subscribe_batch)
@@ -175,8 +180,12 @@ class RedisBroker(Broker):
     async def _initialize(self) -> None:
         if self.cluster:
             await self._client.initialize()
+            if self._sharded is None:
+                info = await self._client.info("server", target_nodes=RedisCluster.RANDOM)
+                self._sharded = int(str(info["redis_version"]).split(".")[0]) >= 7
         else:
             await self._client.ping()
+            self._sharded = False
         for name in ("PUBLISH", "HISTORY", "ADD_PRESENCE", "REMOVE_PRESENCE", "PRESENCE"):
             self._scripts[name] = self._client.register_script(getattr(scripts, name))
 
@@ -203,7 +212,8 @@ class RedisBroker(Broker):
         """``(name, url)`` of the node whose Pub/Sub connection carries ``channel``."""
         if not self.cluster:
             return redact(self.url), self.url
-        node = self._client.get_node_from_key(channel)
+        # Sharded: the slot's primary. Classic Pub/Sub on a cluster reaches every node: any one will do.
+        node = self._client.get_node_from_key(channel) if self._sharded else self._client.get_default_node()
         parts = urlsplit(self.url)
         netloc = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
         return f"{node.host}:{node.port}", urlunsplit(parts._replace(netloc=f"{netloc}{node.host}:{node.port}"))
@@ -225,7 +235,7 @@ class RedisBroker(Broker):
             link = PubSubLink(
                 name,
                 client,
-                sharded=self.cluster,
+                sharded=bool(self._sharded),
                 options=self._link_options,
                 on_message=self._on_message,
                 on_state=self._on_link_state,
@@ -372,8 +382,8 @@ class RedisBroker(Broker):
         return 0 if self._clock is None else int(self._clock() * 1000)
 
     async def _fanout(self, channel: bytes, message: bytes) -> None:
-        command = "SPUBLISH" if self.cluster else "PUBLISH"
-        if self.cluster:
+        command = "SPUBLISH" if self._sharded else "PUBLISH"
+        if self._sharded:
             node = self._client.get_node_from_key(channel)
             await self._client.execute_command(command, channel, message, target_nodes=node)
         else:
@@ -417,7 +427,7 @@ class RedisBroker(Broker):
                     opts.history_size,
                     _ms(opts.history_ttl),
                     _ms(opts.meta_ttl),
-                    "spublish" if self.cluster else "publish",
+                    "spublish" if self._sharded else "publish",
                 ],
             )
         )

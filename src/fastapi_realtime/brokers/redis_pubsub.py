@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 log = logging.getLogger("fastapi_realtime.brokers.redis")
@@ -66,6 +67,7 @@ class PubSubLink:
     ) -> None:
         self.name = name
         self._client = client
+        self._sharded = sharded
         self._sub, self._unsub = ("SSUBSCRIBE", "SUNSUBSCRIBE") if sharded else ("SUBSCRIBE", "UNSUBSCRIBE")
         self._confirm = self._sub.lower().encode()
         self._message = b"smessage" if sharded else b"message"
@@ -158,7 +160,7 @@ class PubSubLink:
         while self._outbox and self.up:
             outbox, self._outbox = self._outbox, []
             try:
-                for subscribe, channels in _runs(outbox, self._options.batch):
+                for subscribe, channels in _runs(outbox, self._options.batch, sharded=self._sharded):
                     await self._send(self._sub if subscribe else self._unsub, channels)
             except _CONNECTION_ERRORS as exc:  # the listener sees the same failure and reconnects
                 log.debug("redis broker: sending to %s failed: %r", self.name, exc)
@@ -200,6 +202,7 @@ class PubSubLink:
             await asyncio.sleep(self._backoff())
 
     def _lost(self, exc: BaseException) -> None:
+        log.debug("redis broker: Pub/Sub connection to %s: %s", self.name, _describe(exc))
         if self.up or self.failures == 0:
             log.warning("redis broker: Pub/Sub connection to %s lost (%s); reconnecting", self.name, _describe(exc))
         self.failures += 1
@@ -221,7 +224,8 @@ class PubSubLink:
         self.channels |= wanted
         await asyncio.wait_for(self._pubsub.execute_command("PING"), self._options.timeout)
         await self._read_until_pong()
-        for _, batch in _runs(((True, ch) for ch in wanted), self._options.batch):
+        ordered = sorted(wanted, key=key_slot) if self._sharded else wanted
+        for _, batch in _runs(((True, ch) for ch in ordered), self._options.batch, sharded=self._sharded):
             await self._send(self._sub, batch)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._options.timeout
@@ -235,7 +239,7 @@ class PubSubLink:
         for ch in missed:  # asked for while we were resubscribing
             self._queue(True, ch)
         if self.failures:
-            log.warning(
+            log.info(
                 "redis broker: Pub/Sub connection to %s restored; %d channels resubscribed", self.name, len(wanted)
             )
 
@@ -297,18 +301,25 @@ def _kind(response: Any) -> bytes | None:
     return None
 
 
-def _runs(items: Iterable[tuple[bool, bytes]], batch: int) -> Iterable[tuple[bool, list[bytes]]]:
-    """Group consecutive (subscribe?, channel) items into commands of at most ``batch`` channels."""
+def _runs(items: Iterable[tuple[bool, bytes]], batch: int, *, sharded: bool) -> Iterable[tuple[bool, list[bytes]]]:
+    """Group consecutive (subscribe?, channel) items into commands of at most ``batch`` channels.
+
+    Sharded: one command holds channels of one slot only (Redis refuses cross-slot SSUBSCRIBE)."""
     current: list[bytes] = []
-    kind: bool | None = None
+    group: tuple[bool, int] | None = None
     for subscribe, channel in items:
-        if (kind is not None and subscribe != kind) or len(current) >= batch:
-            yield bool(kind), current
+        key = (subscribe, key_slot(channel) if sharded else 0)
+        if (group is not None and key != group) or len(current) >= batch:
+            yield _kind_of(group), current
             current = []
-        kind = subscribe
+        group = key
         current.append(channel)
     if current:
-        yield bool(kind), current
+        yield _kind_of(group), current
+
+
+def _kind_of(group: tuple[bool, int] | None) -> bool:
+    return group is not None and group[0]
 
 
 def _describe(exc: BaseException) -> str:

@@ -4,12 +4,15 @@
 ``POSITION_CHECK_INTERVAL`` and ``POSITION_CHECK_GRACE`` (seconds) shorten the hub's timers,
 ``REDIS_TIMEOUT``, ``REDIS_PING_INTERVAL`` and ``REDIS_BACKOFF_MAX`` (seconds) the broker's.
 The ``whoami`` RPC answers with the process id, so a test knows which worker a connection
-landed on.
+landed on. The library's log lines go to stderr from INFO up, one line each, as an app that
+wants to see the broker recover would configure it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from typing import Any
 
 from examples.scaleout import NAMESPACES, create_app
@@ -19,6 +22,12 @@ from fastapi_realtime.brokers.redis import RedisBroker
 
 def _seconds(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
+
+
+_handler = logging.StreamHandler(sys.stderr)
+_handler.setFormatter(logging.Formatter("%(message)s"))
+logging.getLogger("fastapi_realtime").addHandler(_handler)
+logging.getLogger("fastapi_realtime").setLevel(logging.INFO)
 
 
 settings = HubSettings(

@@ -283,3 +283,21 @@ async def test_leaving_while_the_broker_is_down_still_leaves(caplog: pytest.LogC
         assert "removing session" in line.getMessage() and "did not answer" in line.getMessage()
         session.close()
         await asyncio.wait_for(runner, WAIT)
+
+
+async def test_a_failing_broker_state_callback_is_logged_and_the_others_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[bool] = []
+
+    def broken(up: bool) -> None:
+        raise RuntimeError("probe exporter down")
+
+    async with Hub(settings()) as hub:
+        hub.on_broker_state_changed += [broken, seen.append]
+        hub.on_broker_state(False)
+        assert seen == [False] and not hub.broker_healthy
+        hub.on_broker_state(True)
+        assert seen == [False, True] and hub.broker_healthy
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2 and "on_broker_state_changed callback failed" in errors[0].getMessage()

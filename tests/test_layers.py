@@ -16,7 +16,7 @@ LAYER = {
     "protocol": 0,
     "channels": 1, "settings": 1, "ratelimit": 1, "hooks": 1, "_version": 1,
     "session": 2, "brokers": 2,
-    "hub": 3,
+    "hub": 3, "positions": 3,
     "client": 4, "transports": 4,
     "connection": 5, "auth": 5,
     "app": 6, "__init__": 7,

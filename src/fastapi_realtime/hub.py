@@ -27,6 +27,7 @@ from .brokers.base import Broker, BrokerError, HistoryResult, PublishOptions, St
 from .brokers.memory import MemoryBroker
 from .channels import Channel, parse_channel
 from .hooks import Hooks, TokenVerifier
+from .positions import OutageLog, PositionSync
 from .protocol.codecs import Codec
 from .protocol.codes import DisconnectCode, ErrorCode, UnsubscribeCode
 from .protocol.errors import Disconnect, ReplyError
@@ -35,9 +36,6 @@ from .session import Flusher, Session, Subscription, Transport
 from .settings import HubSettings
 
 log = logging.getLogger("fastapi_realtime.hub")
-
-POSITION_READS_AT_ONCE = 100
-"""Stream tops a position check reads concurrently."""
 
 
 async def read_history(
@@ -91,8 +89,8 @@ class Node:
         self._position_task: asyncio.Task[None] | None = None
         self._resync_task: asyncio.Task[None] | None = None
         self._broker_up = True
-        self._upkeep_failing = False
-        """A background broker call (presence refresh, position check) failed and was logged."""
+        self._outages = OutageLog()
+        self._positions = PositionSync(self.settings, self._subscribers, self._stream_top, self._outages)
         self._slice_started = 0.0
         self._flusher = Flusher()
         self.on_session_closed: list[Callable[[Session], Awaitable[None]]] = []
@@ -509,18 +507,11 @@ class Node:
         try:
             await self.refresh_presence()
         except BrokerError as exc:
-            self._upkeep_failed("presence refresh", exc)
+            self._outages.failed("presence refresh", exc)
 
-    def _positioned(self, channel: str) -> list[tuple[Session, Subscription]]:
-        """The subscriptions of ``channel`` on this hub that track a position (and are not
-        still subscribing)."""
+    def _subscribers(self, channel: str) -> set[Session]:
         state = self._channels.get(channel)
-        out = []
-        for session in state.sessions if state is not None else ():
-            sub = session.subscriptions.get(channel)
-            if sub is not None and sub.positioned and sub.buffer is None:
-                out.append((session, sub))
-        return out
+        return state.sessions if state is not None else set()
 
     async def check_positions(self) -> int:
         """Find positioned subscriptions that missed publications and make them recover.
@@ -530,44 +521,10 @@ class Node:
         subscription still below that top, or in another epoch (the stream was lost), missed
         publications that no later publication may ever reveal: it recovers (protocol clients
         get unsubscribe 2500 and resubscribe with recovery). Run every
-        ``position_check_interval`` and after each broker reconnect. Returns how many
-        subscriptions were made to recover.
+        ``position_check_interval`` and after each broker reconnect (see :mod:`.positions`).
+        Returns how many subscriptions were made to recover.
         """
-        channels = [name for name in self._channels if self._positioned(name)]
-        tops: dict[str, StreamPosition] = {}
-        failed = 0
-        failure: BaseException | None = None
-        for start in range(0, len(channels), POSITION_READS_AT_ONCE):
-            batch = channels[start : start + POSITION_READS_AT_ONCE]
-            results = await asyncio.gather(*(self._stream_top(name) for name in batch), return_exceptions=True)
-            for name, result in zip(batch, results, strict=True):
-                if isinstance(result, StreamPosition):
-                    tops[name] = result
-                elif not isinstance(result, ReplyError):  # a refused position was logged by read_history
-                    failed, failure = failed + 1, result
-        if failure is not None and not isinstance(failure, BrokerError):
-            log.error("position check failed", exc_info=failure)
-        elif failure is not None:
-            self._upkeep_failed(f"position check of {failed} of {len(channels)} channels", failure)
-        elif tops:
-            self._upkeep_failing = False
-        if any(sub.offset < tops[name].offset for name in tops for _, sub in self._positioned(name)):
-            await asyncio.sleep(self.settings.position_check_grace)
-        recovering: set[str] = set()
-        count = 0
-        for name, top in tops.items():
-            for session, sub in self._positioned(name):
-                if (sub.epoch and sub.epoch != top.epoch) or sub.offset < top.offset:
-                    session.insufficient_state(name)
-                    recovering.add(name)
-                    count += 1
-        if count:
-            log.warning(
-                "position check: %d subscriptions in %d channels missed publications; they recover from history",
-                count,
-                len(recovering),
-            )
-        return count
+        return await self._positions.check(list(self._channels))
 
     async def _stream_top(self, channel: str) -> StreamPosition:
         result = await read_history(self.broker, channel, None, 0, False, self.settings.history_empty_ttl)
@@ -581,17 +538,11 @@ class Node:
             try:
                 await self.refresh_presence()
             except BrokerError as exc:
-                self._upkeep_failed("presence refresh", exc)
+                self._outages.failed("presence refresh", exc)
             except Exception:
                 log.exception("presence refresh failed; retrying in %ss", self.settings.presence_refresh_interval)
             else:
-                self._upkeep_failing = False
-
-    def _upkeep_failed(self, what: str, exc: BaseException) -> None:
-        """Log a failing background broker call once per outage (the broker logs the outage)."""
-        if not self._upkeep_failing:
-            self._upkeep_failing = True
-            log.warning("%s failed: %s; retrying in the background", what, exc)
+                self._outages.succeeded()
 
     async def refresh_presence(self) -> None:
         """Re-add the presence entries of this hub's sessions so they do not expire."""

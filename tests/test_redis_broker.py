@@ -377,3 +377,24 @@ async def test_cluster_with_classic_pubsub_uses_one_connection(redis_cluster: Re
         await events.until(lambda: len(events.pubs) == len(channels))
     finally:
         await broker.close()
+
+
+async def test_a_password_protected_redis_works_and_the_password_never_reaches_the_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = start_redis(tmp_path / "redis", password="pw-s3cret")
+    broker, events = await started(RedisBroker(server.url, timeout=1.0, backoff_max=0.2))
+    try:
+        await broker.subscribe("a")
+        await broker.publish("a", pub(1), HISTORY)
+        await events.until(lambda: len(events.pubs) == 1)
+        server.stop()
+        await events.until(lambda: events.states == [False])
+        with pytest.raises(BrokerUnavailable) as raised:
+            await broker.publish("a", pub(2), HISTORY)
+    finally:
+        await broker.close()
+        server.stop()
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("***" in line for line in logged)
+    assert not any("pw-s3cret" in line for line in [*logged, str(raised.value)])

@@ -11,6 +11,7 @@ Two measurements, each bounded in time, everything started and stopped by the sc
    ``fanout.py`` (``loadgen.mjs``, on ``--client-cpu``) publishes through a WebSocket to one
    server and its subscribers are spread round-robin over the servers:
    ``memory``: one server process on the memory broker (as in ``fanout.py``);
+   ``redis x1``: one server process on the Redis broker (what Redis costs by itself);
    ``redis x2``: two server processes sharing one ``redis-server``, subscribers split over
    both, publications entering through the first.
    Both server processes share ``--server-cpu`` (``taskset -c``); ``redis-server`` shares the
@@ -227,10 +228,10 @@ class DeliveryRow:
     cpu: dict[str, float | None]
 
 
-async def measure_deliveries(s: Settings, setup: str, redis: tuple[str, int] | None) -> DeliveryRow:
-    """``setup``: ``memory`` (one process) or ``redis x2`` (two processes sharing ``redis``)."""
+async def measure_deliveries(s: Settings, setup: str, redis: tuple[str, int] | None, servers: int = 1) -> DeliveryRow:
+    """``setup`` names the row: ``servers`` processes on the memory broker (``redis`` None) or
+    sharing ``redis`` (URL and pid)."""
     opts = fanout_options(s)
-    servers = 1 if redis is None else 2
     env = {} if redis is None else {"REDIS_URL": redis[0]}
     ports = [free_port() for _ in range(servers)]
     async with contextlib.AsyncExitStack() as stack:
@@ -362,15 +363,16 @@ async def main(s: Settings) -> None:
                 publish.append(await measure_publish(s, url, redis_pid, history, in_flight))
         print("deliveries: memory ...", file=sys.stderr, flush=True)
         deliveries.append(await measure_deliveries(s, "memory", None))
-        print("deliveries: redis x2 ...", file=sys.stderr, flush=True)
-        deliveries.append(await measure_deliveries(s, "redis x2", (url, redis_pid)))
+        for servers in (1, 2):
+            print(f"deliveries: redis x{servers} ...", file=sys.stderr, flush=True)
+            deliveries.append(await measure_deliveries(s, f"redis x{servers}", (url, redis_pid), servers))
     print(report(s, publish, deliveries))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, Settings]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--subscribers", type=int, default=1000)
-    parser.add_argument("--messages", type=int, default=1000, help="messages the publisher sends in part 2")
+    parser.add_argument("--messages", type=int, default=500, help="messages the publisher sends in part 2")
     parser.add_argument("--publish-count", type=int, default=20_000, help="publications per row of part 1")
     parser.add_argument(
         "--in-flight",

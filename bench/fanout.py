@@ -219,9 +219,11 @@ async def stop_process(proc: asyncio.subprocess.Process, grace: float) -> None:
 
 
 @contextlib.asynccontextmanager
-async def uvicorn_server(opts: Options, server: str, port: int) -> AsyncIterator[asyncio.subprocess.Process]:
+async def uvicorn_server(
+    opts: Options, server: str, port: int, env: dict[str, str] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
     """A fresh uvicorn process serving ``server``'s app on 127.0.0.1:``port``, pinned to
-    ``opts.server_cpu``; ready on entry, stopped on exit."""
+    ``opts.server_cpu`` (``env``: extra environment variables); ready on entry, stopped on exit."""
     app = SERVERS[server][0]
     argv = [
         "taskset", "-c", str(opts.server_cpu),
@@ -231,7 +233,7 @@ async def uvicorn_server(opts: Options, server: str, port: int) -> AsyncIterator
         "--loop", "uvloop", "--http", "httptools", "--ws", opts.ws,
         "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
-    proc = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.DEVNULL)
+    proc = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     try:
         await wait_http_ready(port, timeout=30)
         yield proc

@@ -50,7 +50,8 @@ const { values: args } = parseArgs({
   strict: true,
 });
 
-const SUB_URL = required("sub-url");
+/** Subscriber i connects to SUB_URLS[i % SUB_URLS.length] (--sub-url takes a comma list). */
+const SUB_URLS = required("sub-url").split(",");
 const PUB_URL = required("pub-url");
 const CENTRIFUGE = args.protocol === "centrifuge";
 if (!CENTRIFUGE && args.protocol !== "plain") fail(`unknown --protocol ${args.protocol}`);
@@ -144,7 +145,7 @@ function fastPayload(text, start) {
  */
 function openSubscriber(sub) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(SUB_URL, { perMessageDeflate: DEFLATE, skipUTF8Validation: true, handshakeTimeout: 15000 });
+    const ws = new WebSocket(SUB_URLS[sub % SUB_URLS.length], { perMessageDeflate: DEFLATE, skipUTF8Validation: true, handshakeTimeout: 15000 });
     let ready = false;
     let answerPings = false;
     const timer = setTimeout(() => reject(new Error("subscribe timed out")), 20000);

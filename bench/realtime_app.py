@@ -6,20 +6,38 @@ Routes, symmetric with ``baseline_app.py``:
 * ``/publish`` — the publisher; each text frame it sends is published to channel ``bench``
   with ``hub.publish``, passed as bytes (already-encoded JSON), so the hub does not re-parse it.
 
-Run by ``fanout.py`` as ``uvicorn realtime_app:app`` (with ``--app-dir bench``).
+Run by ``fanout.py`` as ``uvicorn realtime_app:app`` (with ``--app-dir bench``). With
+``REDIS_URL`` set (``redis_fanout.py`` does) the hub uses the Redis broker on that URL, so
+several such processes share channel ``bench``.
 """
 
 from __future__ import annotations
 
+import os
+
 from fastapi import FastAPI, WebSocket
 
-from fastapi_realtime import ChannelOptions, Hub, HubSettings
+from fastapi_realtime import Broker, ChannelOptions, Hub, HubSettings, MemoryBroker
 
 CHANNEL = "bench"
 
 # Every load-generator connection comes from 127.0.0.1: lift the per-IP limits.
 PER_IP = {"max_connections_per_ip": 100_000, "connect_rate_per_ip": 1e6, "connect_burst_per_ip": 100_000}
-hub = Hub(HubSettings(allow_anonymous=True, namespaces={"": ChannelOptions()}, **PER_IP))  # type: ignore[arg-type]
+
+
+def _broker() -> Broker:
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        return MemoryBroker()
+    from fastapi_realtime.brokers.redis import RedisBroker
+
+    return RedisBroker(url)
+
+
+hub = Hub(
+    HubSettings(allow_anonymous=True, namespaces={"": ChannelOptions()}, **PER_IP),  # type: ignore[arg-type]
+    broker=_broker(),
+)
 app = FastAPI(lifespan=hub.lifespan)
 app.include_router(hub.router())
 

@@ -28,7 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 from wsclient import ProtocolClient
 
-from examples import auth, chat, echo, http_api, ticker
+from examples import auth, chat, echo, http_api, scaleout, ticker
 from fastapi_realtime import Hub, StreamPosition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,7 +291,31 @@ async def test_http_api_publication_from_cent_and_curl_reaches_a_sdk_subscriber(
 STARTED = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
-@pytest.mark.parametrize("name", ["echo", "chat", "ticker", "auth", "http_api"])
+# -- scaleout (on the memory broker here; on Redis, in many processes, in test_scaleout.py) ---
+
+
+async def test_scaleout_serves_the_protocol_and_the_server_api() -> None:
+    app, _ = scaleout.create_app()
+    async with (
+        running_server(app) as server,
+        httpx.AsyncClient(base_url=server.http_url, timeout=TIMEOUT) as http,
+        ProtocolClient.connected(f"{server.ws_url}/connection/websocket") as client,
+    ):
+        await client.command("connect", {"data": {"user": "alice"}})
+        await client.command("subscribe", {"channel": "chat:lobby"})
+        assert (await http.post("/publish/chat:lobby", json={"text": "hi"})).json()["offset"] == 1
+        assert (await client.next_push())["pub"]["data"] == {"text": "hi"}
+        await http.post("/broadcast", json="notice")
+        assert await client.next_push() == {"message": {"data": "notice"}}
+        assert (await http.get("/presence/chat:lobby")).json()["num_users"] == 1
+        assert (await http.get("/health")).json() == {"broker": "up"}
+        refused = await http.post("/publish/nowhere", json={})
+        assert (refused.status_code, refused.json()["code"]) == (400, 102)
+        await http.post("/disconnect/alice")
+        assert (await client.closed())[1] == 3503
+
+
+@pytest.mark.parametrize("name", ["echo", "chat", "ticker", "auth", "http_api", "scaleout"])
 async def test_example_runs_with_python_dash_m(name: str) -> None:
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": "0", "PYTHONUNBUFFERED": "1"}
     proc = await asyncio.create_subprocess_exec(

@@ -16,7 +16,7 @@ LAYER = {
     "protocol": 0,
     "channels": 1, "settings": 1, "ratelimit": 1, "hooks": 1, "_version": 1, "permissions": 1, "limits": 1,
     "session": 2, "brokers": 2,
-    "hub": 3,
+    "hub": 3, "positions": 3,
     "client": 4, "transports": 4,
     "connection": 5, "auth": 5, "idempotency": 1,
     "app": 6, "api": 6, "__init__": 7, "testing": 8,
@@ -74,7 +74,8 @@ def test_protocol_is_pure() -> None:
 
 def test_public_surface() -> None:
     assert set(fastapi_realtime.__all__) == {
-        "Broker", "BrokerEvents", "ChannelHistory", "ChannelOptions", "ClientInfo", "ConnectContext", "ConnectReply",
+        "Broker", "BrokerError", "BrokerEvents", "BrokerUnavailable", "ChannelHistory", "ChannelOptions", "ClientInfo",
+        "ConnectContext", "ConnectReply",
         "Connection", "Credentials", "Disconnect", "DisconnectCode", "ErrorCode", "HistoryPublication", "HistoryResult",
         "Hub", "HubSettings", "JWTAuth", "MemoryBroker", "Publication", "PublishContext", "PublishOptions",
         "RPCContext", "RealtimeError", "RefreshContext", "ReplyError", "StreamPosition", "SubscribeContext",

@@ -28,12 +28,13 @@ from typing import Any, Self
 import orjson
 
 from ._version import __version__
-from .brokers.base import Broker, HistoryResult, PublishOptions
+from .brokers.base import Broker, BrokerError, HistoryResult, PublishOptions, StreamLimitExceeded
 from .brokers.memory import MemoryBroker
 from .channels import Channel, parse_channel
 from .hooks import Hooks, TokenVerifier
 from .idempotency import IdempotencyCache
 from .limits import IPLimits
+from .positions import OutageLog, PositionSync
 from .protocol.codecs import Codec
 from .protocol.codes import DisconnectCode, ErrorCode, UnsubscribeCode
 from .protocol.errors import Disconnect, ReplyError
@@ -42,6 +43,18 @@ from .session import Flusher, Session, Subscription, Transport
 from .settings import INSECURE_ENV, HubSettings
 
 log = logging.getLogger("fastapi_realtime.hub")
+
+
+async def stream_history(
+    broker: Broker, channel: str, since: StreamPosition | None, limit: int | None, reverse: bool, empty_ttl: float
+) -> HistoryResult:
+    """``broker.history`` with a never-published channel's position kept ``empty_ttl`` seconds;
+    :class:`ReplyError` 106 when the broker's cap on such positions is reached."""
+    try:
+        return await broker.history(channel, since=since, limit=limit, reverse=reverse, meta_ttl=empty_ttl)
+    except StreamLimitExceeded as exc:
+        log.warning("position of %s refused: %s", channel, exc)
+        raise ReplyError(ErrorCode.LIMIT_EXCEEDED, "too many channels without publications") from None
 
 
 @dataclass(slots=True)
@@ -123,6 +136,11 @@ class Node:
         self._no_sessions = asyncio.Event()
         self._no_sessions.set()
         self._presence_task: asyncio.Task[None] | None = None
+        self._position_task: asyncio.Task[None] | None = None
+        self._resync_task: asyncio.Task[None] | None = None
+        self._broker_up = True
+        self._outages = OutageLog()
+        self._positions = PositionSync(self.settings, self._subscribers, self._stream_top, self._outages)
         self._slice_started = 0.0
         self._flusher = Flusher()
         self.on_session_closed: list[Callable[[Session], Awaitable[None]]] = []
@@ -133,6 +151,9 @@ class Node:
         self._published_once: IdempotencyCache[StreamPosition] = IdempotencyCache(
             self.settings.idempotency_window, self.settings.idempotency_max_keys
         )
+        self.on_broker_state_changed: list[Callable[[bool], None]] = []
+        """Functions called with ``False`` when the broker lost its backend (Redis) and with
+        ``True`` when it is back; see :attr:`broker_healthy`. They must not block."""
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -145,6 +166,9 @@ class Node:
         self._slice_started = asyncio.get_running_loop().time()
         self._started_at = time.monotonic()
         self._presence_task = asyncio.create_task(self._refresh_presence_forever(), name="hub-presence")
+        if self.settings.position_check_interval > 0:
+            self._position_task = asyncio.create_task(self._check_positions_forever(), name="hub-positions")
+        self._broker_up = True
         self._started = True
         self._closing = False
 
@@ -169,10 +193,12 @@ class Node:
             session.close(DisconnectCode.SHUTDOWN)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._no_sessions.wait(), self.settings.shutdown_timeout)
-        if self._presence_task is not None:
-            self._presence_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._presence_task
+        for task in (self._presence_task, self._position_task, self._resync_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._presence_task = self._position_task = self._resync_task = None
         await self.broker.close()
         self._started = False
 
@@ -351,18 +377,23 @@ class Node:
         if state is None:
             return
         state.sessions.discard(session)
-        if not state.sessions:
-            async with state.lock:
-                if not state.sessions and state.broker_subscribed:
-                    state.broker_subscribed = False
-                    await self.broker.unsubscribe(name)
+        try:
+            if not state.sessions:
+                async with state.lock:
+                    if not state.sessions and state.broker_subscribed:
+                        state.broker_subscribed = False
+                        await self.broker.unsubscribe(name)
+            options = parse_channel(name, self.settings).options
+            if options.presence:
+                await self.broker.remove_presence(name, session.id)
+            if announce and options.join_leave:
+                await self.broker.publish_leave(name, session.info(sub.chan_info))
+        except BrokerError as exc:
+            # The session has left this hub all the same; its presence entry expires by itself.
+            log.warning("removing session %s from %s on the broker failed: %s", session.id, name, exc)
+        finally:
             if not state.sessions and self._channels.get(name) is state:
                 del self._channels[name]
-        options = parse_channel(name, self.settings).options
-        if options.presence:
-            await self.broker.remove_presence(name, session.id)
-        if announce and options.join_leave:
-            await self.broker.publish_leave(name, session.info(sub.chan_info))
 
     def channels(self) -> list[str]:
         """Channels with at least one subscriber on this hub."""
@@ -442,9 +473,7 @@ class Node:
         ch = self.channel(channel)
         if not ch.options.history:
             raise ReplyError(ErrorCode.NOT_AVAILABLE)
-        result = await self.broker.history(
-            channel, since=since, limit=limit, reverse=reverse, meta_ttl=self.settings.history_meta_ttl
-        )
+        result = await stream_history(self.broker, channel, since, limit, reverse, self.settings.history_empty_ttl)
         if since is not None and since.epoch and since.epoch != result.position.epoch:
             raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
         return result
@@ -585,8 +614,68 @@ class Node:
             session.enqueue(frame)
         session.start_task(self._remove_subscriber(session, channel, sub, announce=True))
 
+    def on_broker_state(self, up: bool) -> None:
+        """The broker lost (``False``) or regained (``True``) its backend connection.
+
+        Publications may have been lost in between: on ``True`` the hub checks the position of
+        every positioned subscription at once (see :meth:`check_positions`) and re-adds its
+        presence entries, in the background.
+        """
+        self._broker_up = up
+        for callback in list(self.on_broker_state_changed):
+            try:
+                callback(up)
+            except Exception:
+                log.exception("on_broker_state_changed callback failed")
+        if up and self._started and not self._closing:
+            if self._resync_task is not None:
+                self._resync_task.cancel()
+            self._resync_task = asyncio.create_task(self._resync(), name="hub-resync")
+
+    @property
+    def broker_healthy(self) -> bool:
+        """Whether the broker is connected to its backend, for readiness probes. While it is
+        not, publishing raises :class:`BrokerUnavailable` and clients that publish get error 100."""
+        return self._broker_up and self.broker.healthy
+
     async def _control(self, msg: dict[str, Any]) -> None:
         await self.broker.publish_control(orjson.dumps(msg))
+
+    # -- position sync ----------------------------------------------------------------
+
+    async def _check_positions_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.position_check_interval)
+            if self._broker_up:  # while it is down, the reconnect triggers a check
+                await self.check_positions()
+
+    async def _resync(self) -> None:
+        await self.check_positions()
+        try:
+            await self.refresh_presence()
+        except BrokerError as exc:
+            self._outages.failed("presence refresh", exc)
+
+    def _subscribers(self, channel: str) -> set[Session]:
+        state = self._channels.get(channel)
+        return state.sessions if state is not None else set()
+
+    async def check_positions(self) -> int:
+        """Find positioned subscriptions that missed publications and make them recover.
+
+        Reads the stream top of every channel with positioned subscribers here, then waits
+        ``position_check_grace`` for publications that were already on their way. A
+        subscription still below that top, or in another epoch (the stream was lost), missed
+        publications that no later publication may ever reveal: it recovers (protocol clients
+        get unsubscribe 2500 and resubscribe with recovery). Run every
+        ``position_check_interval`` and after each broker reconnect (see :mod:`.positions`).
+        Returns how many subscriptions were made to recover.
+        """
+        return await self._positions.check(list(self._channels))
+
+    async def _stream_top(self, channel: str) -> StreamPosition:
+        result = await stream_history(self.broker, channel, None, 0, False, self.settings.history_empty_ttl)
+        return result.position
 
     # -- presence upkeep --------------------------------------------------------------
 
@@ -595,8 +684,12 @@ class Node:
             await asyncio.sleep(self.settings.presence_refresh_interval)
             try:
                 await self.refresh_presence()
+            except BrokerError as exc:
+                self._outages.failed("presence refresh", exc)
             except Exception:
                 log.exception("presence refresh failed; retrying in %ss", self.settings.presence_refresh_interval)
+            else:
+                self._outages.succeeded()
 
     async def refresh_presence(self) -> None:
         """Re-add the presence entries of this hub's sessions so they do not expire."""

@@ -243,7 +243,7 @@ class Session:
             return
         if sub.positioned and pub.offset:
             if pub.offset != sub.offset + 1:
-                self._insufficient_state(channel)
+                self.insufficient_state(channel)
                 return
             sub.offset = pub.offset
         try:
@@ -276,7 +276,8 @@ class Session:
                 continue
             self.deliver(channel, pub)
 
-    def _insufficient_state(self, channel: str) -> None:
+    def insufficient_state(self, channel: str) -> None:
+        """The session missed publications of positioned ``channel``: make it recover."""
         if self.on_insufficient_state is not None:
             self.on_insufficient_state(channel)
         else:

@@ -176,6 +176,10 @@ class HubSettings:
 
     history_meta_ttl: float = 30 * 24 * 3600.0
     """Seconds a channel's offset and epoch outlive its last publication; then a new epoch starts."""
+    history_empty_ttl: float = 300.0
+    """Seconds the position (epoch, offset 0) of a channel that was never published to is kept
+    after the last positioned subscribe to it or read of it; a publication within that time
+    continues the epoch. (The broker's ``max_empty_streams`` caps such positions: error 106.)"""
     recovery_max_publications: int = 300
     """Most publications a resubscribe recovers; a larger gap is not recovered."""
     presence_ttl: float = 60.0
@@ -195,6 +199,15 @@ class HubSettings:
     """Largest HTTP server API request body, in bytes. Over it: HTTP 413 with error 107."""
     api_max_commands: int = 1000
     """Most commands in one API ``batch`` and channels in one ``broadcast``. Over it: error 107."""
+    position_check_interval: float = 10.0
+    """Seconds between checks of the stream top of every channel with positioned subscribers
+    on this hub (0: check only after the broker reconnects). A subscription that missed
+    publications recovers: protocol clients get unsubscribe 2500 ``insufficient state`` and
+    resubscribe, recovering from history. Catches a loss that no later publication reveals."""
+    position_check_grace: float = 1.0
+    """Seconds a publication may be on its way from the broker to this hub. A subscription
+    still below a stream top read this long ago missed publications; one that catches up
+    within it had them in flight."""
 
     def __post_init__(self) -> None:
         positive = {
@@ -216,16 +229,18 @@ class HubSettings:
             "pong_timeout": self.pong_timeout,
             "client_stale_close_delay": self.client_stale_close_delay,
             "presence_ttl": self.presence_ttl,
+            "history_empty_ttl": self.history_empty_ttl,
             "presence_refresh_interval": self.presence_refresh_interval,
             "idempotency_window": self.idempotency_window,
             "idempotency_max_keys": self.idempotency_max_keys,
             "api_max_body_bytes": self.api_max_body_bytes,
             "api_max_commands": self.api_max_commands,
+            "position_check_grace": self.position_check_grace,
         }
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be > 0")
-        if self.ping_interval < 0 or self.publish_slice < 0:
-            raise ValueError("ping_interval and publish_slice must be >= 0")
+        if self.ping_interval < 0 or self.publish_slice < 0 or self.position_check_interval < 0:
+            raise ValueError("ping_interval, publish_slice and position_check_interval must be >= 0")
         if self.ping_interval and self.pong_timeout >= self.ping_interval:
             raise ValueError("pong_timeout must be shorter than ping_interval")

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from .._version import __version__
+from ..brokers.base import BrokerError
 from ..channels import Channel
 from ..hooks import (
     ConnectContext,
@@ -190,6 +191,10 @@ class ClientHandler:
             return
         except Disconnect as exc:
             session.close(exc.code, exc.reason)
+            return
+        except BrokerError as exc:  # Redis is down, say: a temporary error the client may retry
+            log.warning("%s command of client %s failed: %s", cmd.method, session.id, exc)
+            session.enqueue(self.codec.error_reply(cmd.id, ReplyError(ErrorCode.INTERNAL)))
             return
         except Exception:
             log.exception("%s command of client %s failed", cmd.method, session.id)

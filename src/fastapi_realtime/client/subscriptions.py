@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..hooks import SubscribeContext, SubscriptionGrant
-from ..hub import Node
+from ..hub import Node, stream_history
 from ..permissions import Action, may, may_subscribe
 from ..protocol.codecs import ClientCodec
 from ..protocol.codes import ErrorCode, UnsubscribeCode
@@ -159,12 +159,8 @@ class Subscriptions:
 
     async def _position(self, req: SubscribeRequest, *, recoverable: bool) -> tuple[Result, int]:
         since = StreamPosition(req.offset, req.epoch) if req.recover and recoverable else None
-        history = await self.hub.broker.history(
-            req.channel,
-            since=since,
-            limit=None if since else 0,
-            reverse=False,
-            meta_ttl=self.settings.history_meta_ttl,
+        history = await stream_history(
+            self.hub.broker, req.channel, since, None if since else 0, False, self.settings.history_empty_ttl
         )
         top = history.position
         result: Result = {"positioned": True, "epoch": top.epoch}

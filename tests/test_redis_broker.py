@@ -22,6 +22,7 @@ from test_empty_positions import client, command
 
 from fastapi_realtime import BrokerUnavailable, ChannelOptions, ClientInfo, Hub, HubSettings
 from fastapi_realtime.brokers.redis import RedisBroker
+from fastapi_realtime.brokers.redis_wire import ChannelKeys, encode_publication
 
 WAIT = 10.0
 
@@ -398,3 +399,25 @@ async def test_a_password_protected_redis_works_and_the_password_never_reaches_t
     logged = [r.getMessage() for r in caplog.records]
     assert any("***" in line for line in logged)
     assert not any("pw-s3cret" in line for line in [*logged, str(raised.value)])
+
+
+async def test_a_retried_publish_script_does_not_publish_twice(redis_server: RedisServer) -> None:
+    """redis-py retries a call whose reply was lost; the publish script runs again with the same
+    publish id and must answer the first position without storing or sending anything."""
+    broker, events = await started(redis_broker(redis_server.url))
+    try:
+        await broker.subscribe("a")
+        keys = ChannelKeys.of(broker.prefix, "a")
+        body = encode_publication(pub(1))
+        args = [0, "epoch-1", body, 5, 60_000, 3_600_000, "publish", "publish-id-1"]
+        run = broker._scripts["PUBLISH"]
+        first = await run(keys=[keys.meta, keys.stream, keys.pubsub, keys.recent], args=args)
+        again = await run(keys=[keys.meta, keys.stream, keys.pubsub, keys.recent], args=args)
+        assert first == again == [1, b"epoch-1"]
+        await broker.publish("a", pub(2), HISTORY)
+        await broker.flush()
+        assert [p.offset for _, p in events.pubs] == [1, 2]
+        result = await broker.history("a", since=None, limit=None, reverse=False, meta_ttl=60)
+        assert [p.offset for p in result.publications] == [1, 2]
+    finally:
+        await broker.close()

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import RedisError
 
 from ..protocol.messages import ClientInfo, Publication, StreamPosition
@@ -168,10 +168,14 @@ class RedisBroker(Broker):
         self._started = True
 
     def _make_client(self) -> Any:
+        # A few quick retries ride over stale pooled connections (after a Redis restart) and
+        # failovers; the publish script is idempotent (its publish id), so a retry never
+        # publishes twice. The whole call stays bounded by ``timeout``.
         options: dict[str, Any] = {
             "socket_timeout": self.timeout,
             "socket_connect_timeout": self.timeout,
             "max_connections": self._max_connections,
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.02), 3),
         }
         if self.cluster:
             return RedisCluster.from_url(self.url, **options)
@@ -419,7 +423,7 @@ class RedisBroker(Broker):
             return StreamPosition(0, "")
         top, epoch = await self._call(
             self._scripts["PUBLISH"](
-                keys=[keys.meta, keys.stream, keys.pubsub],
+                keys=[keys.meta, keys.stream, keys.pubsub, keys.recent],
                 args=[
                     self._now(),
                     secrets.token_urlsafe(6),
@@ -428,6 +432,7 @@ class RedisBroker(Broker):
                     _ms(opts.history_ttl),
                     _ms(opts.meta_ttl),
                     "spublish" if self._sharded else "publish",
+                    secrets.token_urlsafe(9),
                 ],
             )
         )
@@ -475,7 +480,7 @@ class RedisBroker(Broker):
         return HistoryResult(pubs, StreamPosition(int(top), _str(epoch)))
 
     async def remove_history(self, channel: str) -> None:
-        await self._call(self._client.delete(ChannelKeys.of(self.prefix, channel).stream))
+        await self._call(self._client.execute_command("DEL", ChannelKeys.of(self.prefix, channel).stream))
 
     async def add_presence(self, channel: str, info: ClientInfo, ttl: float) -> None:
         keys = ChannelKeys.of(self.prefix, channel)

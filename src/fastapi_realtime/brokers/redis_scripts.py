@@ -31,19 +31,30 @@ end
 
 PUBLISH = (
     """
--- KEYS: meta, stream, pubsub channel
--- ARGV: now, new epoch, publication, history size, history ttl ms, meta ttl ms, publish command
+-- KEYS: meta, stream, pubsub channel, recent publish ids
+-- ARGV: now, new epoch, publication, history size, history ttl ms, meta ttl ms, publish command,
+--       publish id
+-- A publish id seen in the last minute (a client library retrying after a lost reply) returns
+-- the position it got then, and nothing is stored or sent twice.
+for _, entry in ipairs(redis.call('lrange', KEYS[4], 0, -1)) do
+  local id, offset, epoch = string.match(entry, '^(%S+) (%d+) (%S+)$')
+  if id == ARGV[8] then
+    return {tonumber(offset), epoch}
+  end
+end
 """
     + _NOW
     + _LOAD_STREAM
     + """
 local history_ttl, meta_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 top = top + 1
-local id = string.format('%d-0', top)
-redis.call('xadd', KEYS[2], 'MAXLEN', ARGV[4], id, 'd', ARGV[3])
+redis.call('xadd', KEYS[2], 'MAXLEN', ARGV[4], string.format('%d-0', top), 'd', ARGV[3])
 redis.call('hset', KEYS[1], 'e', epoch, 's', top, 'x', now + meta_ttl, 'hx', now + history_ttl)
 redis.call('pexpire', KEYS[1], meta_ttl)
 redis.call('pexpire', KEYS[2], history_ttl)
+redis.call('lpush', KEYS[4], string.format('%s %d %s', ARGV[8], top, epoch))
+redis.call('ltrim', KEYS[4], 0, 15)
+redis.call('pexpire', KEYS[4], 60000)
 redis.call(ARGV[7], KEYS[3], string.format('p%d:', top) .. ARGV[3])
 return {top, epoch}
 """

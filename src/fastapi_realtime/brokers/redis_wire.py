@@ -9,6 +9,8 @@ and Pub/Sub channel sit in one slot and one Lua script can touch them all::
     {prefix}:p:{<channel>}    ZSET   presence: client id scored by its expiry time (ms)
     {prefix}:i:{<channel>}    HASH   presence: client id -> encoded ClientInfo
     {prefix}:c:{<channel>}    the Pub/Sub channel (SUBSCRIBE, or SSUBSCRIBE on a cluster)
+    {prefix}:r:{<channel>}    LIST   the last 16 publish ids with their positions (one minute),
+                                     so a retried publish script does not publish twice
 
 Payloads are raw JSON without newlines (see :data:`~..protocol.messages.RawJSON`), so a stored
 publication is one JSON header line, a newline and the payload bytes untouched: the payload is
@@ -48,12 +50,18 @@ class ChannelKeys:
     presence: str
     presence_info: str
     pubsub: str
+    recent: str
 
     @classmethod
     def of(cls, prefix: str, channel: str) -> ChannelKeys:
         tag = hash_tag(channel)
         return cls(
-            f"{prefix}:m:{tag}", f"{prefix}:h:{tag}", f"{prefix}:p:{tag}", f"{prefix}:i:{tag}", f"{prefix}:c:{tag}"
+            f"{prefix}:m:{tag}",
+            f"{prefix}:h:{tag}",
+            f"{prefix}:p:{tag}",
+            f"{prefix}:i:{tag}",
+            f"{prefix}:c:{tag}",
+            f"{prefix}:r:{tag}",
         )
 
 

@@ -1,0 +1,81 @@
+"""Shared fixtures of the adversarial probes: every test here runs a real server and fails on
+any traceback or ERROR line in what that server logged.
+
+``server_log`` captures every log record of the run (the app's, uvicorn's error and access logs,
+asyncio's), formatted as the server would write it, traceback included. Attach it once the
+``uvicorn.Config`` is made (it replaces the handlers of uvicorn's loggers):
+:func:`serving` does that for you.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from servers import RunningServer, running_config
+
+CAPTURED_LOGGERS = ("", "uvicorn", "uvicorn.access")
+"""Root (the app and asyncio propagate there) and uvicorn's two loggers that do not propagate."""
+
+
+class ServerLog(logging.Handler):
+    """Every record a server logged, as formatted lines (tracebacks included)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.records: list[logging.LogRecord] = []
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self.lines.extend(self.format(record).splitlines())
+
+    @contextlib.contextmanager
+    def attached(self) -> Iterator[None]:
+        """Listen on the server's loggers for the block (enter it after the server was configured)."""
+        loggers = [logging.getLogger(name) for name in CAPTURED_LOGGERS]
+        for logger in loggers:
+            logger.addHandler(self)
+        try:
+            yield
+        finally:
+            for logger in loggers:
+                logger.removeHandler(self)
+
+    def matching(self, text: str) -> list[str]:
+        return [line for line in self.lines if text in line]
+
+    def assert_clean(self) -> None:
+        """No traceback, no ERROR or CRITICAL line from anyone, no WARNING with a traceback."""
+        bad = [r for r in self.records if r.levelno >= logging.ERROR or r.exc_info or r.stack_info]
+        tracebacks = self.matching("Traceback (most recent call last)")
+        assert not bad and not tracebacks, "the server logged errors or tracebacks:\n" + "\n".join(self.lines)
+
+
+@pytest.fixture
+def server_log() -> Iterator[ServerLog]:
+    """The log of the servers a test runs; the test fails if it holds a traceback or an error."""
+    log = ServerLog()
+    yield log
+    log.assert_clean()
+
+
+@contextlib.asynccontextmanager
+async def serving(config: uvicorn.Config, log: ServerLog) -> AsyncIterator[RunningServer]:
+    """Serve ``config`` on a free port with ``log`` listening from the start of the run."""
+    with log.attached():  # uvicorn configured its logging when ``config`` was made
+        async with running_config(config) as server:
+            yield server
+
+
+def quiet_config(app: Any, **options: Any) -> uvicorn.Config:
+    """A uvicorn config as the tests elsewhere use it, with info-level logs for the probes."""
+    defaults: dict[str, Any] = {"log_level": "info", "lifespan": "on", "ws_ping_interval": None}
+    defaults.update(options)
+    return uvicorn.Config(app, **defaults)

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import uvicorn
-
 from servers import RunningServer, running_config
 
 CAPTURED_LOGGERS = ("", "uvicorn", "uvicorn.access")

@@ -14,12 +14,13 @@ PACKAGE = Path(fastapi_realtime.__file__).parent
 
 LAYER = {
     "protocol": 0,
+    "origins": 0, "logredact": 0,
     "channels": 1, "settings": 1, "ratelimit": 1, "hooks": 1, "_version": 1,
     "session": 2, "brokers": 2,
     "hub": 3,
     "client": 4, "transports": 4,
-    "connection": 5, "auth": 5,
-    "app": 6, "__init__": 7,
+    "connection": 5, "auth": 5, "serverlimits": 5,
+    "app": 6, "serve": 7, "__init__": 8,
 }  # fmt: skip
 
 

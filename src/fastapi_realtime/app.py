@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
@@ -22,10 +24,12 @@ from .client import ClientHandler
 from .connection import Connection
 from .hooks import OnConnect, OnMessage, OnPublish, OnRefresh, OnRPC, OnSubscribe
 from .hub import Node
+from .origins import OriginPolicy
 from .protocol.codecs import CentrifugeCodec, RawCodec
 from .protocol.codes import DisconnectCode
 from .protocol.errors import Disconnect, ReplyError
 from .protocol.messages import to_raw
+from .serverlimits import looser_server_limits
 from .session import Session
 from .transports.websocket import WebSocketTransport
 
@@ -37,6 +41,8 @@ NORMAL_CLOSURE = 1000
 POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
 
+log = logging.getLogger("fastapi_realtime.app")
+
 
 class Hub(Node):
     """Channels, presence, history and fan-out for a FastAPI app.
@@ -47,6 +53,8 @@ class Hub(Node):
         app = FastAPI(lifespan=hub.lifespan)
         app.include_router(hub.router())
     """
+
+    _server_limits_checked = False
 
     # -- hooks ------------------------------------------------------------------------
 
@@ -84,6 +92,45 @@ class Hub(Node):
 
         return register
 
+    # -- checks before accept -----------------------------------------------------------
+
+    @functools.cached_property
+    def origin_policy(self) -> OriginPolicy:
+        """The origins ``settings.allowed_origins`` lets in (see :mod:`.origins`)."""
+        return OriginPolicy(self.settings.allowed_origins)
+
+    async def check_origin(self, websocket: WebSocket) -> None:
+        """Refuse a WebSocket whose ``Origin`` is neither the same origin nor allowed by
+        ``HubSettings.allowed_origins``: one WARNING line, then a close before accept (the
+        client sees HTTP 403).
+
+        Every endpoint of the hub (``router()``'s and ``hub.connection()``) calls it before
+        accepting; use it as a dependency for endpoints that accept the WebSocket themselves:
+        ``@app.websocket("/ws", dependencies=[Depends(hub.check_origin)])``.
+        """
+        self._check_server_limits(websocket)
+        origin = websocket.headers.get("origin")
+        host = websocket.headers.get("host")
+        if self.origin_policy.allows(origin, host):
+            return
+        client = websocket.client
+        log.warning(
+            "refused a WebSocket to %s from origin %r (Host %r, client %s): not allowed by allowed_origins",
+            websocket.url.path,
+            (origin or "")[:200],
+            (host or "")[:200],
+            client.host if client else "?",
+        )
+        raise WebSocketException(POLICY_VIOLATION, "origin not allowed")
+
+    def _check_server_limits(self, websocket: WebSocket) -> None:
+        if self._server_limits_checked:
+            return
+        self._server_limits_checked = True
+        problem = looser_server_limits(getattr(websocket, "_receive", None), self.settings)
+        if problem:
+            log.warning("the server's WebSocket limits are looser than the hub's: %s", problem)
+
     # -- the protocol endpoint --------------------------------------------------------
 
     def router(self, path: str = "/connection/websocket", *, uni_path: str | None = None) -> APIRouter:
@@ -97,6 +144,7 @@ class Hub(Node):
 
     async def websocket_endpoint(self, websocket: WebSocket) -> None:
         """Serve one Centrifuge-protocol client on ``websocket`` (JSON encoding)."""
+        await self.check_origin(websocket)
         offered = [p for p in websocket.scope.get("subprotocols", []) if p]
         await websocket.accept(JSON_SUBPROTOCOL if JSON_SUBPROTOCOL in offered else None)
         transport = WebSocketTransport(websocket)
@@ -110,6 +158,7 @@ class Hub(Node):
     async def uni_websocket_endpoint(self, websocket: WebSocket) -> None:
         """Serve one unidirectional client: it sends a JSON connect request as its first
         message (or in the ``cf_connect`` query parameter) and then only receives pushes."""
+        await self.check_origin(websocket)
         await websocket.accept()
         initial = websocket.query_params.get("cf_connect")
         await self._serve_protocol(
@@ -161,7 +210,11 @@ class Hub(Node):
         ``expire_at``: a Unix time (e.g. ``Credentials.expire_at`` of the token) after which
         the connection is closed with 3005 ``expired``. A :class:`ReplyError` escaping the
         block (a refused ``join``) closes the connection with 1008 and the error's message.
+
+        Before accepting, it applies :meth:`check_origin`: a refused origin raises
+        ``WebSocketException`` (HTTP 403 to the client) and the block does not run.
         """
+        await self.check_origin(websocket)
         await websocket.accept(subprotocol)
         try:
             session = self.open_session(

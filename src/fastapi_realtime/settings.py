@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .origins import OriginPolicy
+
 
 @dataclass(frozen=True, slots=True)
 class ChannelOptions:
@@ -100,6 +102,19 @@ class HubSettings:
     shutdown_timeout: float = 5.0
     """Seconds ``Hub.close`` waits for clients to be told and closed."""
 
+    allowed_origins: tuple[str, ...] = ()
+    """Browser origins allowed to connect besides the same origin as the ``Host`` header:
+    exact origins (``"https://app.example.com"``), subdomain patterns
+    (``"https://*.example.com"``) or ``"*"`` (any). Requests without ``Origin`` (not browsers)
+    are always allowed. Refused: HTTP 403 at the handshake (see :mod:`.origins`)."""
+    handshake_timeout: float = 10.0
+    """Seconds a client has to send a complete HTTP request line and headers (the WebSocket
+    upgrade request) on a server started by ``fastapi_realtime.run``. Late: HTTP 408, connection
+    closed."""
+    server_connections_per_ip: int = 1000
+    """TCP connections one client IP may hold open at once on a server started by
+    ``fastapi_realtime.run``. Over it: HTTP 503, connection closed before its request is read."""
+
     def __post_init__(self) -> None:
         positive = {
             "channel_max_length": self.channel_max_length,
@@ -114,6 +129,8 @@ class HubSettings:
             "client_stale_close_delay": self.client_stale_close_delay,
             "presence_ttl": self.presence_ttl,
             "presence_refresh_interval": self.presence_refresh_interval,
+            "handshake_timeout": self.handshake_timeout,
+            "server_connections_per_ip": self.server_connections_per_ip,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -122,3 +139,6 @@ class HubSettings:
             raise ValueError("ping_interval and publish_slice must be >= 0")
         if self.ping_interval and self.pong_timeout >= self.ping_interval:
             raise ValueError("pong_timeout must be shorter than ping_interval")
+        if isinstance(self.allowed_origins, str):
+            raise ValueError("allowed_origins must be a tuple of origins, not one string")
+        OriginPolicy(self.allowed_origins)  # raises ValueError for a malformed entry

@@ -79,7 +79,7 @@ def test_public_surface() -> None:
         "Connection", "Credentials", "Disconnect", "DisconnectCode", "ErrorCode", "HistoryResult", "Hub",
         "HubSettings", "JWTAuth", "MemoryBroker", "Publication", "PublishContext", "PublishOptions",
         "RPCContext", "RealtimeError", "RefreshContext", "ReplyError", "StreamPosition", "SubscribeContext",
-        "SubscriptionGrant", "UnsubscribeCode", "__version__",
+        "SubscriptionGrant", "UnsubscribeCode", "__version__", "install_log_redaction", "run", "uvicorn_config",
     }  # fmt: skip
     for name in fastapi_realtime.__all__:
         assert getattr(fastapi_realtime, name) is not None

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -21,7 +20,7 @@ from fastapi import APIRouter, WebSocketException
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .client import ClientHandler
-from .connection import Connection
+from .connection import Connection, close_at
 from .hooks import OnConnect, OnMessage, OnPublish, OnRefresh, OnRPC, OnSubscribe
 from .hub import Node
 from .origins import OriginPolicy
@@ -30,7 +29,6 @@ from .protocol.codes import DisconnectCode
 from .protocol.errors import Disconnect, ReplyError
 from .protocol.messages import to_raw
 from .serverlimits import looser_server_limits
-from .session import Session
 from .transports.websocket import WebSocketTransport
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -229,7 +227,7 @@ class Hub(Node):
             session.any_frame_is_pong = True
             session.start_pinging()
         if expire_at:
-            session.start_task(_close_at(session, expire_at))
+            session.start_task(close_at(session, expire_at))
         runner = asyncio.create_task(self.serve(session), name=f"session-{session.id}")
         try:
             yield Connection(self, session, websocket)
@@ -243,8 +241,3 @@ class Hub(Node):
         finally:
             session.close(NORMAL_CLOSURE, "")
             await runner
-
-
-async def _close_at(session: Session, expire_at: int) -> None:
-    await asyncio.sleep(max(0.0, expire_at - time.time()))
-    session.close(DisconnectCode.EXPIRED)

@@ -74,7 +74,9 @@ def test_a_star_turns_the_check_off() -> None:
     assert OriginPolicy(["*"]).allows("null", "chat.local")
 
 
-@pytest.mark.parametrize("entry", ["example.com", "https://", "https://ex*ample.com", "https://*", "https://a.com/path"])
+@pytest.mark.parametrize(
+    "entry", ["example.com", "https://", "https://ex*ample.com", "https://*", "https://a.com/path"]
+)
 def test_malformed_entries_are_refused_at_configuration(entry: str) -> None:
     with pytest.raises(ValueError, match="allowed"):
         HubSettings(allowed_origins=(entry,))

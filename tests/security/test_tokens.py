@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import time
 import urllib.parse
 from typing import Any
@@ -25,7 +27,9 @@ from security.conftest import ServerLog, serving
 SECRET = "a-secret-of-at-least-32-bytes-long!!"
 PRIVATE = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 PUBLIC_PEM = (
-    PRIVATE.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    PRIVATE.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
 )
 
 
@@ -80,7 +84,9 @@ async def test_tokens_never_reach_the_logs_of_a_real_run(server_log: ServerLog) 
         async with connect(f"{base}/first", open_timeout=5) as ws:
             await ws.send(orjson.dumps({"token": tokens["first"]}).decode())
             assert await ws.recv() == "first"
-        client = await ProtocolClient.open(f"{base}/connection/websocket?token={tokens['protocol']}", token=tokens["protocol"])
+        client = await ProtocolClient.open(
+            f"{base}/connection/websocket?token={tokens['protocol']}", token=tokens["protocol"]
+        )
         await client.close()
         cf_connect = urllib.parse.quote(orjson.dumps({"token": tokens["uni"]}).decode())
         async with connect(f"{base}/connection/uni_websocket?cf_connect={cf_connect}", open_timeout=5) as ws:
@@ -118,8 +124,6 @@ def alg_none(sub: str) -> str:
 def hs_rs_confusion(sub: str) -> str:
     """HS256 signed with the RS256 public key as the secret (the classic key confusion)."""
     payload = f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64({'sub': sub, 'exp': int(time.time()) + 600})}"
-    import hashlib
-    import hmac
 
     sig = hmac.new(PUBLIC_PEM.encode(), payload.encode(), hashlib.sha256).digest()
     return f"{payload}.{base64.urlsafe_b64encode(sig).rstrip(b'=').decode()}"

@@ -11,12 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import uvicorn
+from hypothesis import HealthCheck, settings
 from servers import RunningServer, running_config
+
+settings.register_profile(
+    "ci", max_examples=1000, deadline=None, derandomize=False, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "soak", max_examples=100_000, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+"""The fuzz tests' budget: ``ci`` (``make test``, tens of seconds in all) or ``soak`` (``make soak``)."""
 
 CAPTURED_LOGGERS = ("", "uvicorn", "uvicorn.access")
 """Root (the app and asyncio propagate there) and uvicorn's two loggers that do not propagate."""

@@ -9,25 +9,17 @@ protocol was handed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import struct
 import tracemalloc
 import zlib
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.client import ClientProtocol
-from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
-from websockets.frames import Close, Frame, Opcode
-from websockets.protocol import State
-from websockets.uri import parse_uri
 from wsclient import ProtocolClient
 
 from fastapi_realtime import ChannelOptions, Hub, HubSettings, uvicorn_config
 from security.conftest import ServerLog, quiet_config, serving
+from security.rawws import RawClient, text_frame
 
 TEN_MB = 10 * 1024 * 1024
 FRAME_LIMIT = 64 * 1024
@@ -41,63 +33,6 @@ class CountingProtocol(WebSocketsSansIOProtocol):
     def data_received(self, data: bytes) -> None:
         CountingProtocol.bytes_read += len(data)
         super().data_received(data)
-
-
-class RawClient:
-    """A WebSocket client on a raw socket that can send frames no library would build."""
-
-    def __init__(self, sock: socket.socket, protocol: ClientProtocol) -> None:
-        self.sock, self.protocol = sock, protocol
-
-    @classmethod
-    async def open(cls, port: int, path: str, *, deflate: bool = False) -> RawClient:
-        loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        await loop.sock_connect(sock, ("127.0.0.1", port))
-        extensions = [ClientPerMessageDeflateFactory(client_max_window_bits=12)] if deflate else None
-        protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"), extensions=extensions)
-        client = cls(sock, protocol)
-        protocol.send_request(protocol.connect())
-        await client.write(b"".join(protocol.data_to_send()))
-        while protocol.state is not State.OPEN:
-            await client.events()
-        return client
-
-    @property
-    def compression(self) -> bool:
-        return bool(self.protocol.extensions)
-
-    async def write(self, data: bytes) -> None:
-        with contextlib.suppress(ConnectionError):  # the server closed while we were still sending
-            await asyncio.get_running_loop().sock_sendall(self.sock, data)
-
-    async def events(self) -> list[Any]:
-        data = await asyncio.get_running_loop().sock_recv(self.sock, 65536)
-        if data:
-            self.protocol.receive_data(data)
-        else:
-            self.protocol.receive_eof()
-        return list(self.protocol.events_received())
-
-    async def close_code(self) -> int | None:
-        """Read until the server's close frame (its code) or the end of the stream (``None``)."""
-        try:
-            while self.protocol.state is not State.CLOSED:
-                for event in await self.events():
-                    if isinstance(event, Frame) and event.opcode == Opcode.CLOSE:
-                        return Close.parse(event.data).code
-            return None
-        except ConnectionError:
-            return None
-        finally:
-            self.sock.close()
-
-
-def text_frame(payload: bytes, *, compressed: bool = False) -> bytes:
-    """One masked text frame (an all-zero mask, so the payload goes as it is)."""
-    first = 0x80 | (0x40 if compressed else 0) | Opcode.TEXT.value
-    return bytes([first, 0x80 | 127]) + struct.pack("!Q", len(payload)) + b"\0\0\0\0" + payload
 
 
 def zero_bomb(size: int) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import time
 import urllib.parse
 from typing import Any
@@ -21,7 +22,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from wsclient import ProtocolClient
 
-from fastapi_realtime import Credentials, Hub, HubSettings, JWTAuth, uvicorn_config
+from fastapi_realtime import Credentials, Hub, HubSettings, JWTAuth, install_log_redaction, uvicorn_config
+from fastapi_realtime.logredact import RedactingFilter, redact
 from security.conftest import ServerLog, serving
 
 SECRET = "a-secret-of-at-least-32-bytes-long!!"
@@ -167,3 +169,41 @@ async def test_forged_tokens_are_refused_on_every_path(server_log: ServerLog, ca
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.recv()
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('"GET /ws?token=abc.def HTTP/1.1"', '"GET /ws?token=[redacted] HTTP/1.1"'),
+        ("/a?x=1&TOKEN=abc&cf_connect=%7B%7D&y=2", "/a?x=1&TOKEN=[redacted]&cf_connect=[redacted]&y=2"),
+        ("/a?mytoken=keep&token_type=keep", "/a?mytoken=keep&token_type=keep"),
+        ("token=abc", "token=[redacted]"),
+    ],
+)
+def test_redact(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_the_filter_redacts_messages_and_arguments_and_installs_once() -> None:
+    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s "%s"', ("1.2.3.4", "/ws?token=t"), None)
+    RedactingFilter().filter(record)
+    assert record.getMessage() == '1.2.3.4 "/ws?token=[redacted]"'
+    named = logging.LogRecord("x", logging.INFO, "", 0, "%(url)s", None, None)
+    named.args = {"url": "/ws?cf_connect=secret"}
+    RedactingFilter().filter(named)
+    assert named.getMessage() == "/ws?cf_connect=[redacted]"
+    install_log_redaction(["myapp.requests"])
+    install_log_redaction(["myapp.requests"])
+    filters = logging.getLogger("myapp.requests").filters
+    assert sum(isinstance(f, RedactingFilter) for f in filters) == 1
+    assert any(isinstance(f, RedactingFilter) for f in logging.getLogger("fastapi_realtime.hub").filters)
+
+
+async def test_the_query_parameter_can_be_turned_off(server_log: ServerLog) -> None:
+    auth = JWTAuth(secret=SECRET, query_param=None)
+    hub, app = token_app(auth)
+    async with serving(uvicorn_config(app, hub=hub, log_level="info", ws_ping_interval=None), server_log) as server:
+        with pytest.raises(InvalidStatus):
+            await whoami(f"{server.ws_url}/whoami?token={hs256('query')}")
+        bearer = Headers({"Authorization": f"Bearer {hs256('header')}", "Cookie": f"rt_token={hs256('cookie')}"})
+        assert await whoami(f"{server.ws_url}/whoami?token={hs256('query')}", additional_headers=bearer) == "header"

@@ -106,7 +106,6 @@ class Hub(Node):
         accepting; use it as a dependency for endpoints that accept the WebSocket themselves:
         ``@app.websocket("/ws", dependencies=[Depends(hub.check_origin)])``.
         """
-        self._check_server_limits(websocket)
         origin = websocket.headers.get("origin")
         host = websocket.headers.get("host")
         if self.origin_policy.allows(origin, host):
@@ -121,7 +120,13 @@ class Hub(Node):
         )
         raise WebSocketException(POLICY_VIOLATION, "origin not allowed")
 
+    async def _before_accept(self, websocket: WebSocket) -> None:
+        """What every endpoint of the hub checks before it accepts a WebSocket."""
+        self._check_server_limits(websocket)
+        await self.check_origin(websocket)
+
     def _check_server_limits(self, websocket: WebSocket) -> None:
+        """Once per hub: warn when the server lets through frames the hub would refuse."""
         if self._server_limits_checked:
             return
         self._server_limits_checked = True
@@ -142,7 +147,7 @@ class Hub(Node):
 
     async def websocket_endpoint(self, websocket: WebSocket) -> None:
         """Serve one Centrifuge-protocol client on ``websocket`` (JSON encoding)."""
-        await self.check_origin(websocket)
+        await self._before_accept(websocket)
         offered = [p for p in websocket.scope.get("subprotocols", []) if p]
         await websocket.accept(JSON_SUBPROTOCOL if JSON_SUBPROTOCOL in offered else None)
         transport = WebSocketTransport(websocket)
@@ -156,7 +161,7 @@ class Hub(Node):
     async def uni_websocket_endpoint(self, websocket: WebSocket) -> None:
         """Serve one unidirectional client: it sends a JSON connect request as its first
         message (or in the ``cf_connect`` query parameter) and then only receives pushes."""
-        await self.check_origin(websocket)
+        await self._before_accept(websocket)
         await websocket.accept()
         initial = websocket.query_params.get("cf_connect")
         await self._serve_protocol(
@@ -212,7 +217,7 @@ class Hub(Node):
         Before accepting, it applies :meth:`check_origin`: a refused origin raises
         ``WebSocketException`` (HTTP 403 to the client) and the block does not run.
         """
-        await self.check_origin(websocket)
+        await self._before_accept(websocket)
         await websocket.accept(subprotocol)
         try:
             session = self.open_session(

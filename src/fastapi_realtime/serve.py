@@ -14,6 +14,8 @@ starts uvicorn with:
   included): one more gets HTTP 503 and is closed before its request is read.
 
 The last two live in a subclass of uvicorn's httptools protocol (``uvicorn.Config(http=...)``).
+The cap counts TCP peers: behind a reverse proxy every client has the proxy's address, so
+raise ``server_connections_per_ip`` to the total you accept and let the proxy cap per client.
 Plain ``uvicorn app:app`` has none of them: see the README's "Serving it safely".
 """
 
@@ -47,7 +49,10 @@ class ConnectionGuard:
         self._warned: set[str] = set()
 
     def admit(self, ip: str, transport: asyncio.BaseTransport) -> bool:
-        """Count ``transport`` for ``ip``; ``False`` (and one warning per episode) when full."""
+        """Count ``transport`` for ``ip``; ``False`` (and one warning per episode) when full.
+        Connections without a client address (a Unix socket) are not capped."""
+        if not ip:
+            return True
         open_ = self._open.setdefault(ip, set())
         if len(open_) >= self.per_ip:
             if ip not in self._warned:
@@ -137,7 +142,9 @@ class GuardedHTTPProtocol(HttpToolsProtocol):
         transport = self.transport
         super().handle_websocket_upgrade()
         ip, guard = self._ip, self.guard
-        transport.set_protocol(_ReleaseOnLost(transport.get_protocol(), lambda: guard.release(ip, transport)))  # type: ignore[arg-type]
+        websocket = transport.get_protocol()
+        assert isinstance(websocket, asyncio.Protocol)
+        transport.set_protocol(_ReleaseOnLost(websocket, lambda: guard.release(ip, transport)))
 
     def _arm(self) -> None:
         if self._handshake_timer is None and not self.transport.is_closing():

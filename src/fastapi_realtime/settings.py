@@ -113,7 +113,8 @@ class HubSettings:
     closed."""
     server_connections_per_ip: int = 1000
     """TCP connections one client IP may hold open at once on a server started by
-    ``fastapi_realtime.run``. Over it: HTTP 503, connection closed before its request is read."""
+    ``fastapi_realtime.run``. Over it: HTTP 503, connection closed before its request is read.
+    Behind a reverse proxy every client has the proxy's address: raise it to the total you accept."""
 
     def __post_init__(self) -> None:
         positive = {

@@ -105,3 +105,16 @@ async def test_uvicorn_config_applies_the_hubs_frame_limit_and_no_compression() 
     assert config.ws_max_size == 12345
     assert config.ws_per_message_deflate is False
     assert uvicorn_config(app, hub=hub, ws_max_size=1000).ws_max_size == 1000  # explicit options win
+
+
+def test_the_guard_counts_per_ip_and_leaves_unix_sockets_uncapped() -> None:
+    guard = ConnectionGuard(handshake_timeout=1.0, per_ip=2)
+    a, b, c = (asyncio.Transport() for _ in range(3))
+    assert guard.admit("10.0.0.1", a) and guard.admit("10.0.0.1", b)
+    assert not guard.admit("10.0.0.1", c)
+    assert guard.admit("10.0.0.2", c)
+    guard.release("10.0.0.1", a)
+    guard.release("10.0.0.1", a)  # idempotent
+    assert guard.count("10.0.0.1") == 1
+    assert all(guard.admit("", t) for t in (a, b, c, a))  # no client address: a Unix socket
+    assert guard.count("") == 0

@@ -6,6 +6,7 @@ import asyncio
 import signal
 import sys
 import textwrap
+from pathlib import Path
 
 from servers import bound_socket
 from wsclient import ProtocolClient
@@ -53,4 +54,54 @@ async def test_run_serves_safely_and_stops_on_sigterm() -> None:
     assert "Application shutdown complete" in log
     assert "token=[redacted]" in log and "secret-value" not in log
     assert "looser than the hub's" not in log
+    assert "Traceback" not in log, log
+
+
+PLAIN_APP = textwrap.dedent(
+    """
+    import fastapi_realtime
+    from fastapi import FastAPI
+    from fastapi_realtime import Hub, HubSettings
+
+    fastapi_realtime.install_log_redaction()  # the one line the README gives library users
+    hub = Hub(HubSettings(allow_anonymous=True))
+    app = FastAPI(lifespan=hub.lifespan)
+    app.include_router(hub.router())
+
+    @app.get("/")
+    async def index() -> dict[str, str]:
+        return {"ok": "yes"}
+    """
+)
+
+
+async def test_plain_uvicorn_with_the_one_line_redacts_and_warns_once(tmp_path: Path) -> None:
+    (tmp_path / "plain_app.py").write_text(PLAIN_APP)
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "uvicorn", "plain_app:app", "--app-dir", str(tmp_path), "--fd", str(sock.fileno())]
+    process = await asyncio.create_subprocess_exec(
+        *command, pass_fds=[sock.fileno()], stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    sock.close()
+    try:
+        for _ in range(2):
+            client = await ProtocolClient.open(f"ws://127.0.0.1:{port}/connection/websocket?token=ws-secret")
+            await client.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /?token=http-secret HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        async with asyncio.timeout(10):
+            assert (await reader.read()).startswith(b"HTTP/1.1 200 ")
+        writer.close()
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            stdout, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    log = stdout.decode() + stderr.decode()  # uvicorn's access log goes to stdout
+    assert '"GET /?token=[redacted] HTTP/1.1" 200' in log, log
+    assert "ws-secret" not in log and "http-secret" not in log, log
+    assert log.count("looser than the hub's") == 1, log
     assert "Traceback" not in log, log

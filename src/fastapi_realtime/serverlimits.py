@@ -39,7 +39,7 @@ def looser_server_limits(receive: Any, settings: HubSettings) -> str:
         )
     if getattr(config, "ws_per_message_deflate", False):
         problems.append(
-            "permessage-deflate is on: compressed frames are inflated before any limit applies "
-            "(--ws-per-message-deflate false)"
+            "permessage-deflate is on: compressed frames are inflated (up to ws_max_size) before the hub "
+            "sees them (--ws-per-message-deflate false)"
         )
     return "; ".join(problems)

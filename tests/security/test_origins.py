@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from fastapi import Depends, FastAPI, WebSocket, WebSocketDisconnect
+from hypothesis import given
+from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidStatus
@@ -137,3 +139,17 @@ async def test_the_default_allows_only_the_same_origin(server_log: ServerLog) ->
         assert await handshake_status(url, "http://127.0.0.1:1") == 403
         forged_host = Headers({"Host": "evil.example"})
         assert await handshake_status(url, "http://127.0.0.1", additional_headers=forged_host) == 403
+
+
+labels = st.from_regex(r"[a-z0-9-]{1,10}", fullmatch=True)
+
+
+@given(st.text(max_size=60), st.text(max_size=30) | st.none())
+def test_any_origin_and_host_get_an_answer(origin: str, host: str | None) -> None:
+    assert OriginPolicy(ALLOWED).allows(origin, host) in (True, False)
+
+
+@given(st.lists(labels, min_size=1, max_size=4), st.sampled_from(["", ".evil.io", "evil.io", "-x.org"]))
+def test_a_pattern_matches_exactly_the_subdomains(sub: list[str], tail: str) -> None:
+    origin = f"https://{'.'.join(sub)}.example.org{tail}"
+    assert OriginPolicy(["https://*.example.org"]).allows(origin, "chat.local") is (tail == "")

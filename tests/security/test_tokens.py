@@ -17,6 +17,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import Depends, FastAPI, WebSocket
+from hypothesis import given
+from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -207,3 +209,13 @@ async def test_the_query_parameter_can_be_turned_off(server_log: ServerLog) -> N
             await whoami(f"{server.ws_url}/whoami?token={hs256('query')}")
         bearer = Headers({"Authorization": f"Bearer {hs256('header')}", "Cookie": f"rt_token={hs256('cookie')}"})
         assert await whoami(f"{server.ws_url}/whoami?token={hs256('query')}", additional_headers=bearer) == "header"
+
+
+@given(
+    st.text(alphabet=st.characters(blacklist_characters="&;# \t\n\"'#"), min_size=1, max_size=40), st.text(max_size=20)
+)
+def test_no_token_value_survives_redaction(value: str, prefix: str) -> None:
+    for param in ("token", "cf_connect"):
+        line = f'{prefix} "GET /ws?x=1&{param}={value} HTTP/1.1"'
+        assert f"{param}={value} " not in redact(line)
+        assert redact(redact(line)) == redact(line)

@@ -118,3 +118,15 @@ def test_the_guard_counts_per_ip_and_leaves_unix_sockets_uncapped() -> None:
     assert guard.count("10.0.0.1") == 1
     assert all(guard.admit("", t) for t in (a, b, c, a))  # no client address: a Unix socket
     assert guard.count("") == 0
+
+
+async def test_a_stalled_keep_alive_request_is_closed_too(server_log: ServerLog) -> None:
+    hub, app = hub_app(HubSettings(handshake_timeout=1.0))
+    config = uvicorn_config(app, hub=hub, log_level="info", timeout_keep_alive=30)
+    async with serving(config, server_log) as server:
+        async with stalled(server.port, b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n") as (reader, writer):
+            async with asyncio.timeout(5):
+                assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 404 ")
+                writer.write(b"GET /nothing HTTP/1.1\r\nHost: x\r\n")  # the next request, never finished
+                rest = await reader.read()
+            assert b"HTTP/1.1 408 " in rest

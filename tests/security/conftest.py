@@ -17,8 +17,11 @@ from typing import Any
 
 import pytest
 import uvicorn
+from fastapi import FastAPI, WebSocket
 from hypothesis import HealthCheck, settings
 from servers import RunningServer, running_config
+
+from fastapi_realtime import Hub
 
 settings.register_profile(
     "ci", max_examples=1000, deadline=None, derandomize=False, suppress_health_check=[HealthCheck.too_slow]
@@ -96,6 +99,21 @@ async def serving(config: uvicorn.Config, log: ServerLog) -> AsyncIterator[Runni
     with log.attached():  # uvicorn configured its logging when ``config`` was made
         async with running_config(config) as server:
             yield server
+
+
+def hub_app(hub: Hub) -> FastAPI:
+    """An app for ``hub``: its protocol endpoints (``/connection/websocket`` and
+    ``/connection/uni_websocket``) and ``/json``, a tutorial-API endpoint echoing JSON messages."""
+    app = FastAPI(lifespan=hub.lifespan)
+    app.include_router(hub.router(uni_path="/connection/uni_websocket"))
+
+    @app.websocket("/json")
+    async def echo_json(websocket: WebSocket) -> None:
+        async with hub.connection(websocket) as conn:
+            async for value in conn.iter_json():
+                await conn.send_json(value)
+
+    return app
 
 
 def quiet_config(app: Any, **options: Any) -> uvicorn.Config:

@@ -4,12 +4,11 @@ server logs no traceback, and a bystander on the same hub keeps receiving."""
 from __future__ import annotations
 
 import pytest
-from fastapi import FastAPI, WebSocket
 from websockets.frames import Opcode
 from wsclient import ProtocolClient
 
 from fastapi_realtime import ChannelOptions, Hub, HubSettings, uvicorn_config
-from security.conftest import ServerLog, serving
+from security.conftest import ServerLog, hub_app, serving
 from security.rawws import RawClient, raw_frame
 
 TEXT, BINARY, PING = Opcode.TEXT.value, Opcode.BINARY.value, Opcode.PING.value
@@ -32,24 +31,11 @@ BAD_FRAMES = {
 }
 
 
-def bad_frames_app() -> tuple[Hub, FastAPI]:
-    hub = Hub(HubSettings(allow_anonymous=True, namespaces={"": ChannelOptions()}))
-    app = FastAPI(lifespan=hub.lifespan)
-    app.include_router(hub.router(uni_path="/connection/uni_websocket"))
-
-    @app.websocket("/json")
-    async def echo_json(websocket: WebSocket) -> None:
-        async with hub.connection(websocket) as conn:
-            async for value in conn.iter_json():
-                await conn.send_json(value)
-
-    return hub, app
-
-
 @pytest.mark.parametrize("name", list(BAD_FRAMES))
 async def test_a_bad_frame_closes_only_its_connection(server_log: ServerLog, name: str) -> None:
     frame, protocol_codes, tutorial_codes = BAD_FRAMES[name]
-    hub, app = bad_frames_app()
+    hub = Hub(HubSettings(allow_anonymous=True, namespaces={"": ChannelOptions()}))
+    app = hub_app(hub)
     config = uvicorn_config(app, hub=hub, log_level="info", ws_ping_interval=None)
     async with serving(config, server_log) as server:
         bystander = await ProtocolClient.open(server.ws_url + "/connection/websocket", ("news",))

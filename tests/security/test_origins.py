@@ -16,7 +16,7 @@ from websockets.typing import Origin
 
 from fastapi_realtime import Hub, HubSettings
 from fastapi_realtime.origins import OriginPolicy
-from security.conftest import ServerLog, quiet_config, serving
+from security.conftest import ServerLog, hub_app, quiet_config, serving
 
 ALLOWED = ("https://app.example.com", "https://*.example.org", "http://localhost:3000")
 
@@ -87,14 +87,7 @@ def test_malformed_entries_are_refused_at_configuration(entry: str) -> None:
 
 
 def origin_app(hub: Hub) -> FastAPI:
-    app = FastAPI(lifespan=hub.lifespan)
-    app.include_router(hub.router(uni_path="/connection/uni_websocket"))
-
-    @app.websocket("/tutorial")
-    async def tutorial(websocket: WebSocket) -> None:
-        async with hub.connection(websocket) as conn:
-            async for text in conn.iter_text():
-                await conn.send_text(text)
+    app = hub_app(hub)
 
     @app.websocket("/own", dependencies=[Depends(hub.check_origin)])
     async def own(websocket: WebSocket) -> None:
@@ -105,7 +98,7 @@ def origin_app(hub: Hub) -> FastAPI:
     return app
 
 
-PATHS = ["/connection/websocket", "/connection/uni_websocket", "/tutorial", "/own"]
+PATHS = ["/connection/websocket", "/connection/uni_websocket", "/json", "/own"]
 
 
 async def handshake_status(url: str, origin: str | None, **kwargs: Any) -> int:
@@ -134,7 +127,7 @@ async def test_every_endpoint_refuses_a_foreign_origin_with_403_and_one_log_line
 async def test_the_default_allows_only_the_same_origin(server_log: ServerLog) -> None:
     hub = Hub(HubSettings(allow_anonymous=True))
     async with serving(quiet_config(origin_app(hub)), server_log) as server:
-        url = server.ws_url + "/tutorial"
+        url = server.ws_url + "/json"
         assert await handshake_status(url, f"http://127.0.0.1:{server.port}") == 101
         assert await handshake_status(url, "http://127.0.0.1:1") == 403
         forged_host = Headers({"Host": "evil.example"})

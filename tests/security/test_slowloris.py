@@ -13,16 +13,14 @@ from websockets.exceptions import InvalidStatus
 
 from fastapi_realtime import Hub, HubSettings, uvicorn_config
 from fastapi_realtime.serve import ConnectionGuard
-from security.conftest import ServerLog, serving
+from security.conftest import ServerLog, hub_app, serving
 
 PARTIAL_UPGRADE = b"GET /connection/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
 
 
-def hub_app(settings: HubSettings) -> tuple[Hub, FastAPI]:
+def hub_and_app(settings: HubSettings) -> tuple[Hub, FastAPI]:
     hub = Hub(settings)
-    app = FastAPI(lifespan=hub.lifespan)
-    app.include_router(hub.router())
-    return hub, app
+    return hub, hub_app(hub)
 
 
 def guard_of(config: object) -> ConnectionGuard:
@@ -47,7 +45,7 @@ async def read_to_eof(reader: asyncio.StreamReader) -> bytes:
 
 
 async def test_stalled_and_trickled_upgrades_are_closed_after_the_handshake_timeout(server_log: ServerLog) -> None:
-    hub, app = hub_app(HubSettings(handshake_timeout=1.0, server_connections_per_ip=200))
+    hub, app = hub_and_app(HubSettings(handshake_timeout=1.0, server_connections_per_ip=200))
     config = uvicorn_config(app, hub=hub, log_level="info", ws_ping_interval=None)
     async with serving(config, server_log) as server, contextlib.AsyncExitStack() as stack:
         # 40 partial upgrade requests and 10 connections that send nothing at all
@@ -76,7 +74,7 @@ async def trickle_forever(writer: asyncio.StreamWriter) -> None:
 
 
 async def test_a_client_ip_over_its_connection_cap_gets_503(server_log: ServerLog) -> None:
-    hub, app = hub_app(HubSettings(handshake_timeout=10.0, server_connections_per_ip=5, allow_anonymous=True))
+    hub, app = hub_and_app(HubSettings(handshake_timeout=10.0, server_connections_per_ip=5, allow_anonymous=True))
     config = uvicorn_config(app, hub=hub, log_level="info", ws_ping_interval=None)
     url = None
     async with serving(config, server_log) as server, contextlib.AsyncExitStack() as stack:
@@ -100,7 +98,7 @@ async def test_a_client_ip_over_its_connection_cap_gets_503(server_log: ServerLo
 
 
 async def test_uvicorn_config_applies_the_hubs_frame_limit_and_no_compression() -> None:
-    hub, app = hub_app(HubSettings(client_max_frame_bytes=12345))
+    hub, app = hub_and_app(HubSettings(client_max_frame_bytes=12345))
     config = uvicorn_config(app, hub=hub, port=0)
     assert config.ws_max_size == 12345
     assert config.ws_per_message_deflate is False
@@ -121,7 +119,7 @@ def test_the_guard_counts_per_ip_and_leaves_unix_sockets_uncapped() -> None:
 
 
 async def test_a_stalled_keep_alive_request_is_closed_too(server_log: ServerLog) -> None:
-    hub, app = hub_app(HubSettings(handshake_timeout=1.0))
+    hub, app = hub_and_app(HubSettings(handshake_timeout=1.0))
     config = uvicorn_config(app, hub=hub, log_level="info", timeout_keep_alive=30)
     async with serving(config, server_log) as server:
         async with stalled(server.port, b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n") as (reader, writer):

@@ -211,11 +211,13 @@ async def test_the_query_parameter_can_be_turned_off(server_log: ServerLog) -> N
         assert await whoami(f"{server.ws_url}/whoami?token={hs256('query')}", additional_headers=bearer) == "header"
 
 
-@given(
-    st.text(alphabet=st.characters(blacklist_characters="&;# \t\n\"'#"), min_size=1, max_size=40), st.text(max_size=20)
-)
+value_chars = st.characters(blacklist_categories=["Z", "C"], blacklist_characters="&;#\"'")
+"""What a query value may hold in a log line: no separators, no whitespace."""
+
+
+@given(st.text(alphabet=value_chars, min_size=1, max_size=40), st.text(max_size=20))
 def test_no_token_value_survives_redaction(value: str, prefix: str) -> None:
     for param in ("token", "cf_connect"):
         line = f'{prefix} "GET /ws?x=1&{param}={value} HTTP/1.1"'
-        assert f"{param}={value} " not in redact(line)
+        assert redact(line).endswith(f'&{param}=[redacted] HTTP/1.1"')
         assert redact(redact(line)) == redact(line)

@@ -32,6 +32,9 @@ message saying which rule to follow). Markers are HTML comment lines right above
    defines ``sub``, the test waits until it is subscribed, publishes a marker into every
    channel of the hub and expects the marker in the script's output. Marked
    ``<!-- fragment -->``, it is only syntax-checked (``node --check``).
+5. ``nginx``: the block is what goes in nginx's ``http`` context (``server`` blocks and their
+   zones); it is checked by ``nginx -t`` inside a minimal configuration. Without nginx
+   installed the check is skipped locally and fails under ``CI=true`` (``.ci/run`` installs it).
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 BASH = {"bash", "sh", "shell", "console"}
 JS = {"js", "javascript"}
-LANGUAGES = {"python", "json", "toml", "text"} | BASH | JS
+LANGUAGES = {"python", "json", "toml", "text", "nginx"} | BASH | JS
 FENCE = re.compile(r"^```(\S*)\s*$")
 MARKER = re.compile(r"^<!--\s*(continues|fragment|file:\s*(\S+))\s*-->\s*$")
 TIMEOUT = 60.0
@@ -196,6 +199,28 @@ def test_data_block_parses(block: Block) -> None:
         json.loads(block.code)
     else:
         tomllib.loads(block.code)
+
+
+@pytest.mark.parametrize("block", of({"nginx"}), ids=ids)
+def test_nginx_block_passes_nginx_t(block: Block, tmp_path: Path) -> None:
+    nginx = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+    if nginx is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("nginx is not installed: .ci/run installs nginx-light")
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{\naccess_log off;\n{block.code}\n}}\n"
+    )
+    done = subprocess.run(
+        [nginx, "-t", "-q", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, f"{block}: nginx -t failed:\n{done.stderr}"
 
 
 # -- python -------------------------------------------------------------------------------

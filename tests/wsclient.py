@@ -136,37 +136,31 @@ async def read_until_closed(read: Callable[[], Awaitable[T]]) -> tuple[list[T], 
     return received, frame
 
 
-class StalledClient:
-    """A client that subscribes, then never reads: a raw socket with a tiny receive window,
-    speaking WebSocket through the sans-I/O ``websockets`` protocol."""
+class SansIOClient:
+    """A WebSocket client on a raw socket, through the sans-I/O ``websockets`` protocol: it reads
+    only when told to, and can send bytes no well-behaved client would."""
 
     def __init__(self, sock: socket.socket, protocol: ClientProtocol) -> None:
         self.sock = sock
         self.protocol = protocol
 
     @classmethod
-    async def open(cls, port: int, path: str, channels: tuple[str, ...]) -> StalledClient:
+    async def handshake(
+        cls, port: int, path: str, *, extensions: list[Any] | None = None, rcvbuf: int | None = None
+    ) -> Self:
+        """Connect to 127.0.0.1:``port`` and complete the WebSocket handshake for ``path``."""
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small TCP window
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connect: a small TCP window
         sock.setblocking(False)
         await loop.sock_connect(sock, ("127.0.0.1", port))
-        protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"))
+        protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"), extensions=extensions)
         client = cls(sock, protocol)
         protocol.send_request(protocol.connect())
         await client._flush()
         while protocol.state is not State.OPEN:  # the handshake response
             await client._events()
-        commands = [{"id": 1, "connect": {}}] + [
-            {"id": i + 2, "subscribe": {"channel": ch}} for i, ch in enumerate(channels)
-        ]
-        protocol.send_text("\n".join(orjson.dumps(c).decode() for c in commands).encode())
-        await client._flush()
-        replies = 0
-        while replies < len(commands):  # read the replies, then stop reading for good
-            for event in await client._events():
-                if isinstance(event, Frame) and event.opcode == Opcode.TEXT:
-                    replies += event.data.count(b"\n") + 1
         return client
 
     async def _flush(self) -> None:
@@ -192,6 +186,25 @@ class StalledClient:
                     return None
         finally:
             self.sock.close()
+
+
+class StalledClient(SansIOClient):
+    """A client that subscribes, then never reads: a raw socket with a tiny receive window."""
+
+    @classmethod
+    async def open(cls, port: int, path: str, channels: tuple[str, ...]) -> StalledClient:
+        client = await cls.handshake(port, path, rcvbuf=4096)
+        commands = [{"id": 1, "connect": {}}] + [
+            {"id": i + 2, "subscribe": {"channel": ch}} for i, ch in enumerate(channels)
+        ]
+        client.protocol.send_text("\n".join(orjson.dumps(c).decode() for c in commands).encode())
+        await client._flush()
+        replies = 0
+        while replies < len(commands):  # read the replies, then stop reading for good
+            for event in await client._events():
+                if isinstance(event, Frame) and event.opcode == Opcode.TEXT:
+                    replies += event.data.count(b"\n") + 1
+        return client
 
 
 async def gather_limited(coros: list[Any], limit: int) -> list[Any]:

@@ -21,6 +21,7 @@ from .hooks import (
     SubscriptionGrant,
 )
 from .hub import ChannelHistory, HistoryPublication
+from .logredact import install_log_redaction
 from .protocol import (
     ClientInfo,
     Disconnect,
@@ -32,6 +33,7 @@ from .protocol import (
     StreamPosition,
     UnsubscribeCode,
 )
+from .serve import run, uvicorn_config
 from .settings import ChannelOptions, HubSettings
 
 __all__ = [
@@ -67,4 +69,7 @@ __all__ = [
     "SubscriptionGrant",
     "UnsubscribeCode",
     "__version__",
+    "install_log_redaction",
+    "run",
+    "uvicorn_config",
 ]

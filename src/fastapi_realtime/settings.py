@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
+from .origins import OriginPolicy
+
 
 @dataclass(frozen=True, slots=True)
 class ChannelOptions:
@@ -208,6 +210,19 @@ class HubSettings:
     """Seconds a publication may be on its way from the broker to this hub. A subscription
     still below a stream top read this long ago missed publications; one that catches up
     within it had them in flight."""
+    allowed_origins: tuple[str, ...] = ()
+    """Browser origins allowed to connect besides the same origin as the ``Host`` header:
+    exact origins (``"https://app.example.com"``), subdomain patterns
+    (``"https://*.example.com"``) or ``"*"`` (any). Requests without ``Origin`` (not browsers)
+    are always allowed. Refused: HTTP 403 at the handshake (see :mod:`.origins`)."""
+    handshake_timeout: float = 10.0
+    """Seconds a client has to send a complete HTTP request line and headers (the WebSocket
+    upgrade request) on a server started by ``fastapi_realtime.run``. Late: HTTP 408, connection
+    closed."""
+    server_connections_per_ip: int = 1000
+    """TCP connections one client IP may hold open at once on a server started by
+    ``fastapi_realtime.run``. Over it: HTTP 503, connection closed before its request is read.
+    Behind a reverse proxy every client has the proxy's address: raise it to the total you accept."""
 
     def __post_init__(self) -> None:
         positive = {
@@ -236,6 +251,8 @@ class HubSettings:
             "api_max_body_bytes": self.api_max_body_bytes,
             "api_max_commands": self.api_max_commands,
             "position_check_grace": self.position_check_grace,
+            "handshake_timeout": self.handshake_timeout,
+            "server_connections_per_ip": self.server_connections_per_ip,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -244,3 +261,6 @@ class HubSettings:
             raise ValueError("ping_interval, publish_slice and position_check_interval must be >= 0")
         if self.ping_interval and self.pong_timeout >= self.ping_interval:
             raise ValueError("pong_timeout must be shorter than ping_interval")
+        if isinstance(self.allowed_origins, str):
+            raise ValueError("allowed_origins must be a tuple of origins, not one string")
+        OriginPolicy(self.allowed_origins)  # raises ValueError for a malformed entry

@@ -28,6 +28,8 @@ POSITIVE = [
     "pong_timeout",
     "presence_ttl",
     "presence_refresh_interval",
+    "handshake_timeout",
+    "server_connections_per_ip",
 ]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fnmatch
 import logging
 import os
@@ -49,6 +50,10 @@ class _ChannelState:
     sessions: set[Session] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     broker_subscribed: bool = False
+    delta_subscribers: int = 0
+    """Sessions here with delta compression; while any, ``last_data`` is kept."""
+    last_data: RawJSON | None = None
+    """The payload of the channel's latest publication (the base of the next delta)."""
 
 
 class Node:
@@ -262,6 +267,7 @@ class Node:
         join_leave: bool = False,
         positioned: bool = False,
         chan_info: RawJSON | None = None,
+        delta: bool = False,
     ) -> Channel:
         """Subscribe ``session`` to channel ``name``.
 
@@ -276,12 +282,16 @@ class Node:
         if len(session.subscriptions) >= self.settings.client_channel_limit:
             raise ReplyError(ErrorCode.LIMIT_EXCEEDED)
         session.subscriptions[name] = Subscription(
-            join_leave=join_leave and channel.options.join_leave, positioned=positioned, chan_info=chan_info
+            join_leave=join_leave and channel.options.join_leave,
+            positioned=positioned,
+            chan_info=chan_info,
+            delta=delta,
         )
         state = self._channels.get(name)
         if state is None:
             state = self._channels[name] = _ChannelState()
         state.sessions.add(session)
+        state.delta_subscribers += delta
         try:
             if not state.broker_subscribed:
                 async with state.lock:
@@ -310,7 +320,9 @@ class Node:
         state = self._channels.get(name)
         if state is None:
             return
-        state.sessions.discard(session)
+        if session in state.sessions:
+            state.delta_subscribers -= sub.delta
+            state.sessions.discard(session)
         if not state.sessions:
             async with state.lock:
                 if not state.sessions and state.broker_subscribed:
@@ -484,6 +496,9 @@ class Node:
     def on_publication(self, channel: str, pub: Publication) -> None:
         state = self._channels.get(channel)
         if state is not None:
+            if state.delta_subscribers:  # deltas are made against the previous publication
+                pub = dataclasses.replace(pub, delta_base=state.last_data)
+                state.last_data = pub.data
             for session in state.sessions:
                 session.deliver(channel, pub)
 

@@ -82,6 +82,12 @@ class SubscribeRequest:
     positioned: bool = False
     recoverable: bool = False
     join_leave: bool = False
+    delta: str = ""
+    """The delta type asked for (``"fossil"``), or ``""``."""
+    tf: Mapping[str, Any] | None = None
+    """The tags filter as sent, checked at subscribe (see :mod:`.tags_filter`)."""
+    flag: int = 0
+    """Bits: 1 channel compaction (not served), 2 reject an unrecoverable position with 112."""
 
     @classmethod
     def parse(cls, body: Mapping[str, Any], channel: str | None = None) -> SubscribeRequest:
@@ -95,6 +101,9 @@ class SubscribeRequest:
             positioned=_bool(body, "positioned"),
             recoverable=_bool(body, "recoverable"),
             join_leave=_bool(body, "join_leave"),
+            delta=_str(body, "delta"),
+            tf=_obj(body, "tf") or None,
+            flag=_uint(body, "flag"),
         )
 
 

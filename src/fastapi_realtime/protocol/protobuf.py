@@ -47,6 +47,7 @@ from .commands import (
     SubRefreshRequest,
     SubscribeRequest,
 )
+from .delta import fossil_patch
 from .errors import Disconnect, ReplyError
 from .messages import Binary, ClientInfo, Publication, RawJSON, StreamPosition, to_raw
 from .proto import client_pb2 as pb
@@ -188,6 +189,19 @@ class ProtobufCodec:
         assert isinstance(frame, bytes)
         return frame
 
+    def delta_publication(self, channel: str, pub: Publication, use_delta: bool) -> bytes:
+        patch = fossil_patch(pub) if use_delta else None
+        if patch is None:
+            return self.publication(channel, pub)  # Protobuf payloads are bytes either way
+        key = f"{self.name}:delta"
+        frame = pub.encoded.get(key)
+        if frame is None:
+            body = self.publication_dict(pub)
+            body["data"], body["delta"] = patch, True
+            frame = pub.encoded[key] = _push(channel, pub=body)
+        assert isinstance(frame, bytes)
+        return frame
+
     def join(self, channel: str, info: ClientInfo) -> bytes:
         return _push(channel, join={"info": self.client_info_dict(info)})
 
@@ -227,7 +241,7 @@ class ProtobufCodec:
     def payload(self, data: RawJSON) -> bytes:
         return bytes(data)
 
-    def publication_dict(self, pub: Publication) -> dict[str, Any]:
+    def publication_dict(self, pub: Publication, *, delta: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"data": bytes(pub.data), "offset": pub.offset, "time": pub.time}
         if pub.info is not None:
             out["info"] = self.client_info_dict(pub.info)

@@ -116,7 +116,7 @@ def _parse(node: Any, budget: list[int]) -> TagsFilter:
     if op:
         if op not in LOGICAL_OPS:
             raise InvalidFilter(f"unknown tags filter op {op!r}")
-        children = node.get("nodes") or []
+        children = node.get("nodes", [])
         if not isinstance(children, list):
             raise InvalidFilter("nodes must be a list")
         if op == "not" and len(children) != 1:

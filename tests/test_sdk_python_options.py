@@ -122,7 +122,8 @@ async def test_force_push_join_leave_sends_join_and_leave_unasked() -> None:
 # -- flag 2: error 112 instead of recovered: false ------------------------------------------
 
 
-async def test_reject_unrecovered_flag_answers_112_and_get_state_reloads() -> None:
+@pytest.mark.parametrize("use_protobuf", [False, True], ids=["json", "protobuf"])
+async def test_reject_unrecovered_flag_answers_112_and_get_state_reloads(use_protobuf: bool) -> None:
     hub = options_hub()
     async with serve(hub) as url, contextlib.AsyncExitStack() as stack:
         for n in range(1, 6):  # 5 publications, the last 3 kept
@@ -135,7 +136,7 @@ async def test_reject_unrecovered_flag_answers_112_and_get_state_reloads() -> No
             asked.append(channel)
             return positions[len(asked) - 1]
 
-        client, _ = await connected(url, stack, token=hs256("alice"))
+        client, _ = await connected(url, stack, token=hs256("alice"), use_protobuf=use_protobuf)
         _, sub_events = await subscribed(client, "short:s", recoverable=True, get_state=get_state)
         # The first position (offset 1) cannot be recovered from 3..5: the server answered 112,
         # the SDK asked the app for its state again and subscribed from there.
@@ -217,20 +218,26 @@ async def test_cache_recovery_on_the_wire(offset: int, same_epoch: bool, expecte
 # -- tags filter ----------------------------------------------------------------------------
 
 
-async def test_tags_filter_delivers_only_matching_publications() -> None:
+@pytest.mark.parametrize("use_protobuf", [False, True], ids=["json", "protobuf"])
+async def test_tags_filter_delivers_only_matching_publications(use_protobuf: bool) -> None:
     hub = options_hub()
+
+    def price(pub: Any) -> str:
+        data = orjson.loads(pub.data) if use_protobuf else pub.data
+        return str(data["p"])
+
     async with serve(hub) as url, contextlib.AsyncExitStack() as stack:
-        client, _ = await connected(url, stack, token=hs256("alice"))
+        client, _ = await connected(url, stack, token=hs256("alice"), use_protobuf=use_protobuf)
         wanted = Filter.all(Filter.eq("ticker", "AAPL"), Filter.gte("price", "100"))
         _, filtered = await subscribed(client, "ticks:t", tags_filter=wanted, recoverable=True)
         other, _ = await connected(url, stack, token=hs256("bob"))
         _, everything = await subscribed(other, "ticks:t")
         ticks = [("AAPL", "99"), ("MSFT", "300"), ("AAPL", "101"), ("AAPL", "150")]
-        for ticker, price in ticks:
-            await hub.publish("ticks:t", {"t": ticker, "p": price}, tags={"ticker": ticker, "price": price})
+        for ticker, value in ticks:
+            await hub.publish("ticks:t", {"t": ticker, "p": value}, tags={"ticker": ticker, "price": value})
         assert [p.data["p"] for p in await take_publications(everything, 4)] == ["99", "300", "101", "150"]
         got = await take_publications(filtered, 2)
-        assert [(p.data["p"], p.offset, p.tags) for p in got] == [
+        assert [(price(p), p.offset, p.tags) for p in got] == [
             ("101", 3, {"ticker": "AAPL", "price": "101"}),
             ("150", 4, {"ticker": "AAPL", "price": "150"}),
         ]

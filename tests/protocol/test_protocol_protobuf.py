@@ -79,6 +79,9 @@ JSON_COMMANDS = [
     {"id": 11, "rpc": {"method": "m", "data": {"a": 1}}},
     {"id": 12, "refresh": {"token": "t2"}},
     {"id": 13, "sub_refresh": {"channel": "c", "token": "t3"}},
+    {"id": 14, "subscribe": {"channel": "c", "delta": "fossil", "flag": 3, "tf": {"op": "or", "nodes": [
+        {"key": "a", "cmp": "eq", "val": "1"}, {"key": "b", "cmp": "in", "vals": ["x", "y"]}]}}},
+    {"id": 15, "connect": {"subs": {"news": {"recover": True, "tf": {"key": "k", "cmp": "ex"}}}}},
 ]  # fmt: skip
 
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
-from google.protobuf import proto
+from google.protobuf import json_format, proto
 from google.protobuf.message import DecodeError, Message
 
 from .codes import DisconnectCode, ErrorCode
@@ -93,8 +93,14 @@ def _request(cls: Callable[..., Request], msg: Message, **given: Any) -> Request
     return cls(**values)
 
 
+def _subscribe(msg: pb.SubscribeRequest, **given: Any) -> Request:
+    """A subscribe request; its tags filter becomes the mapping the JSON encoding gives."""
+    tf = json_format.MessageToDict(msg.tf, preserving_proto_field_name=True) if msg.HasField("tf") else None
+    return _request(SubscribeRequest, msg, tf=tf, **given)
+
+
 def _connect(msg: pb.ConnectRequest) -> Request:
-    subs = {channel: _request(SubscribeRequest, sub, channel=channel) for channel, sub in msg.subs.items()}
+    subs = {channel: _subscribe(sub, channel=channel) for channel, sub in msg.subs.items()}
     return _request(ConnectRequest, msg, subs=subs, headers=dict(msg.headers))
 
 
@@ -109,7 +115,7 @@ def _publish(msg: pb.PublishRequest) -> Request:
 
 REQUESTS: dict[str, Callable[[Any], Request]] = {
     "connect": _connect,
-    "subscribe": lambda m: _request(SubscribeRequest, m),
+    "subscribe": _subscribe,
     "unsubscribe": lambda m: ChannelRequest(channel=m.channel),
     "publish": _publish,
     "presence": lambda m: ChannelRequest(channel=m.channel),

@@ -16,6 +16,9 @@ target.
 
 from __future__ import annotations
 
+import struct
+from itertools import accumulate
+
 DIGITS = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz~"
 NHASH = 16
 """Bytes per hashed block of the source."""
@@ -47,7 +50,7 @@ def checksum(data: bytes) -> int:
     """The 32-bit checksum of ``data``: the sum of its big-endian 32-bit words, the last
     partial word padded with zero bytes on the right."""
     full = len(data) & ~3
-    total = sum(int.from_bytes(data[i : i + 4], "big") for i in range(0, full, 4))
+    total: int = sum(struct.unpack(f">{full // 4}I", data[:full]))
     tail = data[full:]
     if tail:
         total += int.from_bytes(tail.ljust(4, b"\0"), "big")
@@ -79,7 +82,24 @@ class _RollingHash:
 
 
 def _block_hash(window: bytes) -> int:
-    return _RollingHash(window).value()
+    """:class:`_RollingHash` of one 16-byte window, without building one: ``a`` is the sum of
+    the bytes, ``b`` the sum of their prefix sums."""
+    return (sum(window) & 0xFFFF) | ((sum(accumulate(window)) & 0xFFFF) << 16)
+
+
+def _match_length(source: bytes, x: int, target: bytes, y: int) -> int:
+    """How many bytes ``source[x:]`` and ``target[y:]`` have in common at their start
+    (compared in slices, then byte by byte)."""
+    n = 0
+    limit = min(len(source) - x, len(target) - y)
+    step = 256
+    while step:
+        while n + step <= limit and source[x + n : x + n + step] == target[y + n : y + n + step]:
+            n += step
+        step >>= 2
+    while n < limit and source[x + n] == target[y + n]:
+        n += 1
+    return n
 
 
 def create_delta(source: bytes, target: bytes) -> bytes:
@@ -111,10 +131,7 @@ def create_delta(source: bytes, target: bytes) -> bytes:
                 tries -= 1
                 src_at = block * NHASH
                 # Extend the match forwards from (src_at, base + i) ...
-                j, x, y = 0, src_at, base + i
-                while x < len_src and y < len_out and source[x] == target[y]:
-                    j, x, y = j + 1, x + 1, y + 1
-                j -= 1
+                j = _match_length(source, src_at, target, base + i) - 1
                 # ... and backwards, not past the start of the pending literal.
                 k = 1
                 while k < src_at and k <= i and source[src_at - k] == target[base + i - k]:

@@ -338,3 +338,19 @@ async def test_delta_and_tags_filter_together_are_107() -> None:
         await client.command("connect", {})
         body = {"channel": "both:x", "delta": "fossil", "tf": {"key": "a", "cmp": "ex"}}
         assert (await client.command("subscribe", body))["error"]["code"] == 107
+
+
+async def test_payloads_over_delta_max_bytes_go_in_full() -> None:
+    hub = options_hub(delta_max_bytes=len(orjson.dumps(board(0))) - 1)
+    async with serve(hub) as url, contextlib.AsyncExitStack() as stack:
+        client, _ = await connected(url, stack, token=hs256("alice"))
+        _, sub_events = await subscribed(client, "delta:big", delta=DeltaType.FOSSIL)
+        for step in range(3):
+            await hub.publish("delta:big", board(step))
+        small = [{"text": "a payload under the limit " * 4, "n": n} for n in (1, 2)]
+        for data in small:
+            await hub.publish("delta:big", data)
+        got = await take_publications(sub_events, 5)
+        assert [p.data for p in got] == [board(0), board(1), board(2), *small]
+        # Over the limit: full payloads; the small ones after them: full, then a delta.
+        assert [p.delta for p in got] == [False, False, False, False, True]

@@ -497,7 +497,9 @@ class Node:
         state = self._channels.get(channel)
         if state is not None:
             if state.delta_subscribers:  # deltas are made against the previous publication
-                pub = dataclasses.replace(pub, delta_base=state.last_data)
+                base, limit = state.last_data, self.settings.delta_max_bytes
+                if base is not None and len(base) <= limit and len(pub.data) <= limit:
+                    pub = dataclasses.replace(pub, delta_base=base)
                 state.last_data = pub.data
             for session in state.sessions:
                 session.deliver(channel, pub)

@@ -198,6 +198,10 @@ class HubSettings:
     """Seconds a channel's offset and epoch outlive its last publication; then a new epoch starts."""
     recovery_max_publications: int = 300
     """Most publications a resubscribe recovers; a larger gap is not recovered."""
+    delta_max_bytes: int = 64 * 1024
+    """Largest payload, in bytes, that delta compression works on (the fossil encoder is pure
+    Python: ~0.4 ms for 5 KB, see ``bench/delta.py``). A publication larger than this, or following
+    one, goes to delta subscribers as a full payload (no error)."""
     tags_filter_max_nodes: int = 64
     """Nodes (comparisons and and/or/not) in one subscription's tags filter. More: error 107
     ``bad request`` for that subscribe."""
@@ -245,6 +249,7 @@ class HubSettings:
             "api_max_body_bytes": self.api_max_body_bytes,
             "api_max_commands": self.api_max_commands,
             "tags_filter_max_nodes": self.tags_filter_max_nodes,
+            "delta_max_bytes": self.delta_max_bytes,
         }
         for name, value in positive.items():
             if value <= 0:

@@ -126,3 +126,12 @@ async def test_delta_publications_are_applied_by_the_sdk(hub: Hub, url: str, pro
     stats = r["deltaStats"]
     assert (stats["numFullPayloads"], stats["numDeltaPayloads"]) == (1, 4)
     assert stats["compressionRatio"] > 0.5
+
+
+@pytest.mark.parametrize("protobuf", [False, True], ids=["json", "protobuf"])
+@pytest.mark.parametrize("kind", ["map", "shared_poll"])
+async def test_map_and_shared_poll_subscriptions_are_refused_with_108(url: str, kind: str, protobuf: bool) -> None:
+    params = {"token": token(), "channel": "forced:newer", "kind": kind, "protobuf": protobuf}
+    r = await run_scenario(url, "newer_type_refused", params)
+    assert r["unsubscribed"]["code"] == 108
+    assert (r["sub_state"], r["state"]) == ("unsubscribed", "connected")

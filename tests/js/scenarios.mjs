@@ -600,6 +600,20 @@ const SCENARIOS = {
    *  c.disconnect() then c.connect() on GO).
    *  stdout: READY {client, subscribed} -> (before pubs) -> OFFLINE {position, received}
    *  stdin:  GO -> reconnect -> stdout: RESUBSCRIBED {ctx} -> (after pubs) -> result. */
+  /** params: token, channel, kind ('map' | 'shared_poll'). Subscribes with the SDK's map or
+   *  shared poll subscription and expects it to end unsubscribed; reports the code. */
+  async newer_type_refused() {
+    const c = makeClient('c', { token: P.token });
+    const sub = P.kind === 'map' ? c.newMapSubscription(P.channel) : c.newSharedPollSubscription(P.channel);
+    const unsubscribed = waitEvent(sub, 'unsubscribed', { failOn: ['subscribed'] });
+    const errors = [];
+    sub.on('error', (ctx) => errors.push(plain(ctx)));
+    sub.subscribe();
+    await connect(c);
+    const ctx = plain(await unsubscribed);
+    return { unsubscribed: ctx, errors, sub_state: sub.state, state: c.state };
+  },
+
   /** params: token, channel, positions (a list of {offset, epoch}). Subscribes with a
    *  getState callback that returns the next position of the list on each call; the SDK then
    *  asks the server to reject an unrecoverable position with 112 (subscribe flag 2) and calls

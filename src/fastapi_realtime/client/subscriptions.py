@@ -50,6 +50,9 @@ def is_recovered(since: StreamPosition, top: StreamPosition, pubs: list[Publicat
     return pubs[0].offset == since.offset + 1 and pubs[-1].offset == top.offset
 
 
+NEWER_TYPES = "map and shared poll subscriptions are not served"
+"""The message of the 108 that answers a subscribe or sub_refresh with a ``type`` (see README)."""
+
 REJECT_UNRECOVERED = 2
 """Subscribe flag: answer error 112 instead of ``recovered: false`` (centrifuge-python's and
 centrifuge-js's ``getState`` set it)."""
@@ -99,6 +102,8 @@ class Subscriptions:
 
     async def subscribe(self, cmd_id: int, req: SubscribeRequest) -> None:
         """The ``subscribe`` command: check permission, subscribe, queue the reply."""
+        if req.type:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, NEWER_TYPES)
         channel = self.hub.channel(req.channel)
         grant = None
         if req.token:
@@ -133,6 +138,8 @@ class Subscriptions:
 
     def refresh(self, req: SubRefreshRequest) -> Result:
         """The ``sub_refresh`` command: a new subscription token extends the subscription."""
+        if req.type:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, NEWER_TYPES)
         if req.channel not in self.session.subscriptions:
             raise ReplyError(ErrorCode.PERMISSION_DENIED, "not subscribed")
         if self.verifier is None:

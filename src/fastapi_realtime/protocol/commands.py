@@ -88,6 +88,8 @@ class SubscribeRequest:
     """The tags filter as sent, checked at subscribe (see :mod:`.tags_filter`)."""
     flag: int = 0
     """Bits: 1 channel compaction (not served), 2 reject an unrecoverable position with 112."""
+    type: int = 0
+    """Non-zero for map and shared poll subscriptions (not served: 108)."""
 
     @classmethod
     def parse(cls, body: Mapping[str, Any], channel: str | None = None) -> SubscribeRequest:
@@ -104,6 +106,7 @@ class SubscribeRequest:
             delta=_str(body, "delta"),
             tf=_obj(body, "tf") or None,
             flag=_uint(body, "flag"),
+            type=_int(body, "type"),
         )
 
 
@@ -204,10 +207,12 @@ class RefreshRequest:
 class SubRefreshRequest:
     channel: str
     token: str
+    type: int = 0
+    """Non-zero for shared poll subscriptions (not served: 108)."""
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> SubRefreshRequest:
-        return cls(channel=_str(body, "channel"), token=_str(body, "token"))
+        return cls(channel=_str(body, "channel"), token=_str(body, "token"), type=_int(body, "type"))
 
 
 @dataclass(frozen=True, slots=True)

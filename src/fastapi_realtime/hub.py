@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fnmatch
 import logging
 import os
@@ -62,6 +63,10 @@ class _ChannelState:
     sessions: set[Session] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     broker_subscribed: bool = False
+    delta_subscribers: int = 0
+    """Sessions here with delta compression; while any, ``last_data`` is kept."""
+    last_data: RawJSON | None = None
+    """The payload of the channel's latest publication (the base of the next delta)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +333,7 @@ class Node:
         join_leave: bool = False,
         positioned: bool = False,
         chan_info: RawJSON | None = None,
+        delta: bool = False,
     ) -> Channel:
         """Subscribe ``session`` to channel ``name``.
 
@@ -342,12 +348,16 @@ class Node:
         if len(session.subscriptions) >= self.settings.client_channel_limit:
             raise ReplyError(ErrorCode.LIMIT_EXCEEDED)
         session.subscriptions[name] = Subscription(
-            join_leave=join_leave and channel.options.join_leave, positioned=positioned, chan_info=chan_info
+            join_leave=join_leave and channel.options.join_leave,
+            positioned=positioned,
+            chan_info=chan_info,
+            delta=delta,
         )
         state = self._channels.get(name)
         if state is None:
             state = self._channels[name] = _ChannelState()
         state.sessions.add(session)
+        state.delta_subscribers += delta
         try:
             if not state.broker_subscribed:
                 async with state.lock:
@@ -376,7 +386,9 @@ class Node:
         state = self._channels.get(name)
         if state is None:
             return
-        state.sessions.discard(session)
+        if session in state.sessions:
+            state.delta_subscribers -= sub.delta
+            state.sessions.discard(session)
         try:
             if not state.sessions:
                 async with state.lock:
@@ -563,6 +575,11 @@ class Node:
     def on_publication(self, channel: str, pub: Publication) -> None:
         state = self._channels.get(channel)
         if state is not None:
+            if state.delta_subscribers:  # deltas are made against the previous publication
+                base, limit = state.last_data, self.settings.delta_max_bytes
+                if base is not None and len(base) <= limit and len(pub.data) <= limit:
+                    pub = dataclasses.replace(pub, delta_base=base)
+                state.last_data = pub.data
             for session in state.sessions:
                 session.deliver(channel, pub)
 

@@ -28,6 +28,7 @@ from .protocol.codecs import Codec
 from .protocol.codes import DisconnectCode
 from .protocol.errors import Disconnect
 from .protocol.messages import ClientInfo, Publication, RawJSON
+from .protocol.tags_filter import TagsFilter
 from .settings import HubSettings
 
 log = logging.getLogger("fastapi_realtime.session")
@@ -141,6 +142,12 @@ class Subscription:
     buffer: list[Publication] | None = field(default_factory=list)
     buffered_bytes: int = 0
     """Payload bytes held in ``buffer``; past ``client_queue_max_bytes`` the session is slow."""
+    tags_filter: TagsFilter | None = None
+    """Only publications whose tags match it are sent (the offset still advances)."""
+    delta: bool = False
+    """Fossil delta compression was negotiated."""
+    delta_prev: RawJSON | None = None
+    """With ``delta``: the payload the client holds last, the base of the next delta."""
 
 
 def new_client_id() -> str:
@@ -246,8 +253,15 @@ class Session:
                 self.insufficient_state(channel)
                 return
             sub.offset = pub.offset
+        if sub.tags_filter is not None and not sub.tags_filter.matches(pub.tags):
+            return
         try:
-            frame = self.codec.publication(channel, pub)
+            if sub.delta:
+                prev, base = sub.delta_prev, pub.delta_base
+                frame = self.codec.delta_publication(channel, pub, prev is not None and base == prev)
+                sub.delta_prev = pub.data
+            else:
+                frame = self.codec.publication(channel, pub)
         except Disconnect as exc:  # binary data for a JSON client: 3506 for this client only
             self.close(exc.code, exc.reason)
             return

@@ -410,7 +410,9 @@ const SCENARIOS = {
     signal('READY', { client: connected.client, subscribed: subCtx });
     const count = P.count ?? 1;
     const pubs = await s.pubs.waitCount(count, P.receive_timeout ?? P.timeout);
-    return { client: connected.client, subscribed: subCtx, publications: pubs, ...offsetReport(pubs) };
+    // deltaStats: how many payloads came as fossil deltas (centrifuge-js 5.7+).
+    const deltaStats = typeof s.sub.deltaStats === 'function' ? s.sub.deltaStats() : null;
+    return { client: connected.client, subscribed: subCtx, publications: pubs, deltaStats, ...offsetReport(pubs) };
   },
 
   /** params: token, channel, data, subscribe (default true), expect ('ok' | 'error' |
@@ -598,6 +600,39 @@ const SCENARIOS = {
    *  c.disconnect() then c.connect() on GO).
    *  stdout: READY {client, subscribed} -> (before pubs) -> OFFLINE {position, received}
    *  stdin:  GO -> reconnect -> stdout: RESUBSCRIBED {ctx} -> (after pubs) -> result. */
+  /** params: token, channel, kind ('map' | 'shared_poll'). Subscribes with the SDK's map or
+   *  shared poll subscription and expects it to end unsubscribed; reports the code. */
+  async newer_type_refused() {
+    const c = makeClient('c', { token: P.token });
+    const sub = P.kind === 'map' ? c.newMapSubscription(P.channel) : c.newSharedPollSubscription(P.channel);
+    const unsubscribed = waitEvent(sub, 'unsubscribed', { failOn: ['subscribed'] });
+    const errors = [];
+    sub.on('error', (ctx) => errors.push(plain(ctx)));
+    sub.subscribe();
+    await connect(c);
+    const ctx = plain(await unsubscribed);
+    return { unsubscribed: ctx, errors, sub_state: sub.state, state: c.state };
+  },
+
+  /** params: token, channel, positions (a list of {offset, epoch}). Subscribes with a
+   *  getState callback that returns the next position of the list on each call; the SDK then
+   *  asks the server to reject an unrecoverable position with 112 (subscribe flag 2) and calls
+   *  getState again when it does. Reports the calls and the 'subscribed' ctx. */
+  async get_state() {
+    const c = makeClient('c', { token: P.token });
+    let calls = 0;
+    const getState = async () => {
+      const position = P.positions[Math.min(calls, P.positions.length - 1)];
+      calls += 1;
+      return position;
+    };
+    const s = makeSub(c, 'c', P.channel, { ...(P.sub_options || {}), getState });
+    const subscribed = subscribe(s);
+    await connect(c);
+    const ctx = await subscribed;
+    return { get_state_calls: calls, subscribed: ctx, sub_errors: timeline.filter((e) => e.event === 'sub:error').map((e) => e.ctx) };
+  },
+
   /** params: token, channel (with history, presence and client publish), rpc_method, data
    *  (JSON), binary_hex. With the Protobuf build: subscribes, prints `READY`, waits for one
    *  publication, publishes `data` as JSON bytes and `binary_hex` as raw bytes, then reads

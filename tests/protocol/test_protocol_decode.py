@@ -140,8 +140,19 @@ def test_first_non_null_method_wins() -> None:
 
 
 def test_unknown_fields_beside_a_method_are_ignored() -> None:
-    cmd = only('{"id":3,"subscribe":{"channel":"a","tf":{"x":1},"flag":2},"extra":true}')
+    cmd = only('{"id":3,"subscribe":{"channel":"a","cursor":"x","phase":2},"extra":true}')
     assert cmd.request == SubscribeRequest(channel="a")
+
+
+def test_subscribe_options_delta_tags_filter_and_flag_are_parsed() -> None:
+    cmd = only('{"id":3,"subscribe":{"channel":"a","delta":"fossil","tf":{"key":"k","cmp":"ex"},"flag":3}}')
+    assert cmd.request == SubscribeRequest(channel="a", delta="fossil", tf={"key": "k", "cmp": "ex"}, flag=3)
+
+
+@pytest.mark.parametrize("body", ['"delta":1', '"tf":[1]', '"flag":-1', '"flag":"2"'])
+def test_subscribe_options_of_the_wrong_type_are_107(body: str) -> None:
+    cmd = only(f'{{"id":3,"subscribe":{{"channel":"a",{body}}}}}')
+    assert cmd.error is not None and cmd.error.code == 107
 
 
 def test_max_uint32_id_is_accepted() -> None:

@@ -30,6 +30,8 @@ POSITIVE = [
     "presence_refresh_interval",
     "handshake_timeout",
     "server_connections_per_ip",
+    "tags_filter_max_nodes",
+    "delta_max_bytes",
 ]
 
 
@@ -74,3 +76,18 @@ def test_history_is_on_when_history_size_is_positive() -> None:
 def test_settings_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         HubSettings().max_connections = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"recovery_mode": "latest"}, {"recovery_mode": ""}, {"allowed_delta_types": ("fossil", "xdelta")}],
+)
+def test_unknown_recovery_mode_or_delta_type_is_refused(options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"recovery_mode|delta"):
+        ChannelOptions(**options)
+
+
+def test_subscribe_options_defaults_change_nothing() -> None:
+    options = ChannelOptions()
+    assert (options.force_positioning, options.force_recovery, options.force_push_join_leave) == (False, False, False)
+    assert (options.recovery_mode, options.allowed_delta_types, options.allow_tags_filter) == ("stream", (), False)

@@ -16,12 +16,15 @@ from typing import Any
 from ..hooks import SubscribeContext, SubscriptionGrant
 from ..hub import Node, stream_history
 from ..permissions import Action, may, may_subscribe
+from ..protocol import tags_filter
 from ..protocol.codecs import ClientCodec
 from ..protocol.codes import ErrorCode, UnsubscribeCode
 from ..protocol.commands import SubRefreshRequest, SubscribeRequest
 from ..protocol.errors import Disconnect, ReplyError
 from ..protocol.messages import Publication, StreamPosition, from_raw, to_raw
+from ..protocol.tags_filter import TagsFilter
 from ..session import Session
+from ..settings import ChannelOptions
 
 log = logging.getLogger("fastapi_realtime.client")
 
@@ -45,6 +48,28 @@ def is_recovered(since: StreamPosition, top: StreamPosition, pubs: list[Publicat
     if not pubs:
         return top.offset == since.offset
     return pubs[0].offset == since.offset + 1 and pubs[-1].offset == top.offset
+
+
+NEWER_TYPES = "map and shared poll subscriptions are not served"
+"""The message of the 108 that answers a subscribe or sub_refresh with a ``type`` (see README)."""
+
+REJECT_UNRECOVERED = 2
+"""Subscribe flag: answer error 112 instead of ``recovered: false`` (centrifuge-python's and
+centrifuge-js's ``getState`` set it)."""
+
+
+def cache_recovered(
+    client: StreamPosition, top: StreamPosition, latest: list[Publication]
+) -> tuple[bool, list[Publication]]:
+    """Recovery in ``cache`` mode: whether a client at ``client`` is recovered by ``latest``
+    (the stream's newest publication, if still kept) and what it must be sent (as Centrifugo:
+    the newest publication unless the client already holds it)."""
+    same = client.offset > 0 and client.offset == top.offset and client.epoch == top.epoch
+    if not latest:
+        return same, []
+    if latest[-1].offset != top.offset:
+        return False, []
+    return True, [] if same else latest[-1:]
 
 
 class Subscriptions:
@@ -77,6 +102,8 @@ class Subscriptions:
 
     async def subscribe(self, cmd_id: int, req: SubscribeRequest) -> None:
         """The ``subscribe`` command: check permission, subscribe, queue the reply."""
+        if req.type:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, NEWER_TYPES)
         channel = self.hub.channel(req.channel)
         grant = None
         if req.token:
@@ -111,6 +138,8 @@ class Subscriptions:
 
     def refresh(self, req: SubRefreshRequest) -> Result:
         """The ``sub_refresh`` command: a new subscription token extends the subscription."""
+        if req.type:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, NEWER_TYPES)
         if req.channel not in self.session.subscriptions:
             raise ReplyError(ErrorCode.PERMISSION_DENIED, "not subscribed")
         if self.verifier is None:
@@ -132,19 +161,29 @@ class Subscriptions:
         queues the reply, then calls ``finish_subscribe`` with that offset.
         """
         options = self.hub.channel(req.channel).options
-        positioned = options.history and (req.positioned or req.recoverable or req.recover)
+        tf = self._tags_filter(req, options)
+        delta = bool(req.delta) and req.delta in options.allowed_delta_types
+        if delta and tf is not None:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "delta and tags filter cannot be used together")
+        recoverable = options.allow_recovery and (req.recoverable or req.recover or options.force_recovery)
+        asked = req.positioned or req.recoverable or req.recover
+        positioned = options.history and (asked or options.force_positioning or options.force_recovery)
         await self.hub.subscribe(
             self.session,
             req.channel,
-            join_leave=req.join_leave,
+            join_leave=req.join_leave or options.force_push_join_leave,
             positioned=positioned,
             chan_info=None if grant.info is None else to_raw(grant.info),
+            delta=delta,
         )
+        self.session.subscriptions[req.channel].tags_filter = tf
         try:
             result: Result = {}
             after = 0
             if positioned:
-                result, after = await self._position(req, recoverable=options.allow_recovery)
+                result, after = await self._position(req, recoverable=recoverable, delta=delta)
+            if delta:
+                result["delta"] = True
             if grant.expire_at:
                 ttl = ttl_until(grant.expire_at)
                 result["expires"], result["ttl"] = True, ttl
@@ -157,26 +196,56 @@ class Subscriptions:
             await self.hub.unsubscribe(self.session, req.channel, announce=False)
             raise
 
-    async def _position(self, req: SubscribeRequest, *, recoverable: bool) -> tuple[Result, int]:
-        since = StreamPosition(req.offset, req.epoch) if req.recover and recoverable else None
+    def _tags_filter(self, req: SubscribeRequest, options: ChannelOptions) -> TagsFilter | None:
+        if req.tf is None:
+            return None
+        if not options.allow_tags_filter:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "tags filter not allowed in this namespace")
+        try:
+            return tags_filter.parse(req.tf, max_nodes=self.settings.tags_filter_max_nodes)
+        except tags_filter.InvalidFilter as exc:
+            raise ReplyError(ErrorCode.BAD_REQUEST, f"invalid tags filter: {exc}") from None
+
+    async def _position(self, req: SubscribeRequest, *, recoverable: bool, delta: bool) -> tuple[Result, int]:
+        options = self.hub.channel(req.channel).options
+        recovering = req.recover and recoverable
+        cache = recovering and options.recovery_mode == "cache"
+        since = StreamPosition(req.offset, req.epoch) if recovering and not cache else None
         history = await stream_history(
-            self.hub.broker, req.channel, since, None if since else 0, False, self.settings.history_empty_ttl
+            self.hub.broker,
+            req.channel,
+            since,
+            1 if cache else None if since else 0,
+            cache,
+            self.settings.history_empty_ttl,
         )
         top = history.position
         result: Result = {"positioned": True, "epoch": top.epoch}
-        if recoverable and (req.recoverable or req.recover):
+        if recoverable:
             result["recoverable"] = True
         offset = top.offset
-        if since is not None:
+        sub = self.session.subscriptions[req.channel]
+        if recovering:
             result["was_recovering"] = True
-            pubs = history.publications
-            if is_recovered(since, top, pubs, self.settings.recovery_max_publications):
+            client = StreamPosition(req.offset, req.epoch)
+            if cache:
+                recovered, pubs = cache_recovered(client, top, history.publications)
+            else:
+                pubs = history.publications
+                recovered = is_recovered(client, top, pubs, self.settings.recovery_max_publications)
+            if not recovered and req.flag & REJECT_UNRECOVERED:
+                raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
+            if recovered:
                 result["recovered"] = True
-                result["publications"] = [self.codec.publication_dict(p) for p in pubs]
-                offset = since.offset  # the client reaches the top by reading the publications
+                if sub.tags_filter is not None:
+                    pubs = [p for p in pubs if sub.tags_filter.matches(p.tags)]
+                result["publications"] = [self.codec.publication_dict(p, delta=delta) for p in pubs]
+                if delta and pubs:
+                    sub.delta_prev = pubs[-1].data
+                # The client reaches the top by reading the publications.
+                offset = top.offset if cache else client.offset
         if offset:
             result["offset"] = offset
-        sub = self.session.subscriptions[req.channel]
         sub.offset, sub.epoch = top.offset, top.epoch
         return result, top.offset
 

@@ -26,6 +26,7 @@ import orjson
 
 from . import encode
 from .commands import Command, decode_frame
+from .delta import fossil_patch, json_text
 from .errors import ReplyError
 from .messages import Binary, ClientInfo, Publication, RawJSON
 
@@ -47,6 +48,12 @@ class Codec(Protocol):
     """The peer must answer pings (else the session closes with 3012)."""
 
     def publication(self, channel: str, pub: Publication) -> str | bytes: ...
+    def delta_publication(self, channel: str, pub: Publication, use_delta: bool) -> str | bytes:
+        """``pub`` for a subscription with delta compression: a delta against
+        ``pub.delta_base`` when ``use_delta`` (the client holds that base) and a delta is worth
+        it, else the full payload."""
+        ...
+
     def join(self, channel: str, info: ClientInfo) -> str | bytes | None: ...
     def leave(self, channel: str, info: ClientInfo) -> str | bytes | None: ...
     def message(self, data: RawJSON) -> str | bytes: ...
@@ -73,7 +80,7 @@ class ClientCodec(Codec, Protocol):
     def reply(self, cmd_id: int, method: str, result: Mapping[str, Any]) -> str | bytes: ...
     def error_reply(self, cmd_id: int, error: ReplyError) -> str | bytes: ...
     def payload(self, data: RawJSON) -> Any: ...
-    def publication_dict(self, pub: Publication) -> dict[str, Any]: ...
+    def publication_dict(self, pub: Publication, *, delta: bool = False) -> dict[str, Any]: ...
     def client_info_dict(self, info: ClientInfo) -> dict[str, Any]: ...
     def subscribe(self, channel: str, result: Mapping[str, Any]) -> str | bytes: ...
     def connect(self, result: Mapping[str, Any]) -> str | bytes: ...
@@ -96,6 +103,10 @@ class CentrifugeCodec:
 
     def publication(self, channel: str, pub: Publication) -> str:
         return encode.pub_push_frame(channel, pub, wrapped=not self.unidirectional)
+
+    def delta_publication(self, channel: str, pub: Publication, use_delta: bool) -> str:
+        patch = fossil_patch(pub) if use_delta else None
+        return encode.delta_pub_push_frame(channel, pub, json_text(patch) if patch is not None else None)
 
     def join(self, channel: str, info: ClientInfo) -> str:
         return self._push(channel, "join", {"info": encode.client_info_dict(info)})
@@ -136,8 +147,8 @@ class CentrifugeCodec:
     def payload(self, data: RawJSON) -> orjson.Fragment:
         return encode.json_data(data)
 
-    def publication_dict(self, pub: Publication) -> dict[str, Any]:
-        return encode.publication_dict(pub)
+    def publication_dict(self, pub: Publication, *, delta: bool = False) -> dict[str, Any]:
+        return encode.publication_dict(pub, delta=delta)
 
     def client_info_dict(self, info: ClientInfo) -> dict[str, Any]:
         return encode.client_info_dict(info)
@@ -169,6 +180,9 @@ class RawCodec:
             data = pub.data
             frame = pub.encoded[self.name] = bytes(data) if isinstance(data, Binary) else raw_text(data)
         return frame
+
+    def delta_publication(self, channel: str, pub: Publication, use_delta: bool) -> str | bytes:
+        return self.publication(channel, pub)  # raw clients never negotiate delta compression
 
     def join(self, channel: str, info: ClientInfo) -> None:
         return None

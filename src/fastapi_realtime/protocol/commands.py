@@ -82,6 +82,14 @@ class SubscribeRequest:
     positioned: bool = False
     recoverable: bool = False
     join_leave: bool = False
+    delta: str = ""
+    """The delta type asked for (``"fossil"``), or ``""``."""
+    tf: Mapping[str, Any] | None = None
+    """The tags filter as sent, checked at subscribe (see :mod:`.tags_filter`)."""
+    flag: int = 0
+    """Bits: 1 channel compaction (not served), 2 reject an unrecoverable position with 112."""
+    type: int = 0
+    """Non-zero for map and shared poll subscriptions (not served: 108)."""
 
     @classmethod
     def parse(cls, body: Mapping[str, Any], channel: str | None = None) -> SubscribeRequest:
@@ -95,6 +103,10 @@ class SubscribeRequest:
             positioned=_bool(body, "positioned"),
             recoverable=_bool(body, "recoverable"),
             join_leave=_bool(body, "join_leave"),
+            delta=_str(body, "delta"),
+            tf=_obj(body, "tf") or None,
+            flag=_uint(body, "flag"),
+            type=_int(body, "type"),
         )
 
 
@@ -195,10 +207,12 @@ class RefreshRequest:
 class SubRefreshRequest:
     channel: str
     token: str
+    type: int = 0
+    """Non-zero for shared poll subscriptions (not served: 108)."""
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> SubRefreshRequest:
-        return cls(channel=_str(body, "channel"), token=_str(body, "token"))
+        return cls(channel=_str(body, "channel"), token=_str(body, "token"), type=_int(body, "type"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,8 +48,10 @@ def json_data(data: RawJSON) -> orjson.Fragment:
     return orjson.Fragment(data)
 
 
-def publication_dict(pub: Publication) -> dict[str, Any]:
-    out: dict[str, Any] = {"data": json_data(pub.data)}
+def publication_dict(pub: Publication, *, delta: bool = False) -> dict[str, Any]:
+    """``pub`` for a JSON frame. ``delta``: for a subscription with delta compression, whose
+    payloads travel as JSON strings (here the full payload's text)."""
+    out: dict[str, Any] = {"data": _text_data(pub) if delta else json_data(pub.data)}
     if pub.info is not None:
         out["info"] = client_info_dict(pub.info)
     if pub.offset:
@@ -59,6 +61,11 @@ def publication_dict(pub: Publication) -> dict[str, Any]:
     if pub.time:
         out["time"] = pub.time
     return out
+
+
+def _text_data(pub: Publication) -> str:
+    json_data(pub.data)  # a binary payload cannot go to a JSON client: 3506
+    return bytes(pub.data).decode()
 
 
 def position_dict(pos: StreamPosition) -> dict[str, Any]:
@@ -99,5 +106,20 @@ def pub_push_frame(channel: str, pub: Publication, *, wrapped: bool = True) -> s
     frame = pub.encoded.get(key)
     if frame is None:
         frame = pub.encoded[key] = push(channel, "pub", publication_dict(pub), wrapped=wrapped)
+    assert isinstance(frame, str)
+    return frame
+
+
+def delta_pub_push_frame(channel: str, pub: Publication, patch: str | None) -> str:
+    """The ``pub`` push for a subscription with delta compression: the fossil delta ``patch``
+    (with ``"delta": true``), or the full payload when ``patch`` is ``None``; either as a JSON
+    string. Each is built once per publication and cached on it."""
+    key = f"{JSON_CODEC}:delta" if patch is not None else f"{JSON_CODEC}:full"
+    frame = pub.encoded.get(key)
+    if frame is None:
+        body = publication_dict(pub, delta=True)
+        if patch is not None:
+            body["data"], body["delta"] = patch, True
+        frame = pub.encoded[key] = push(channel, "pub", body)
     assert isinstance(frame, str)
     return frame

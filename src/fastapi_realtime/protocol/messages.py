@@ -122,4 +122,7 @@ class Publication:
     info: ClientInfo | None = None
     tags: Mapping[str, str] | None = None
     time: int = 0
+    delta_base: RawJSON | None = field(default=None, compare=False, repr=False)
+    """The payload of the channel's previous publication, set by the hub when the channel has
+    subscribers with delta compression: deltas are made against it."""
     encoded: dict[str, str | bytes] = field(default_factory=dict, init=False, compare=False, repr=False)

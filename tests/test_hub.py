@@ -17,10 +17,16 @@ from fastapi_realtime.session import Session
 
 @asynccontextmanager
 async def open_session(hub: Hub, *, user: str = "u", raw: bool = False) -> AsyncIterator[tuple[Session, FakeTransport]]:
-    """A served session on ``hub``; on exit it is closed and detached."""
+    """A served session on ``hub`` whose handler reads and drops every frame (so it sees the
+    peer leave); on exit it is closed and detached."""
     transport = FakeTransport()
     session = hub.open_session(transport, RawCodec() if raw else CentrifugeCodec(), user=user)
-    runner = asyncio.create_task(hub.serve(session))
+
+    async def read_all() -> None:
+        while True:
+            await session.receive()
+
+    runner = asyncio.create_task(hub.serve(session, read_all))
     try:
         yield session, transport
     finally:

@@ -177,7 +177,7 @@ class Hub(Node):
             session.start_pinging()
         if expire_at:
             session.start_task(_close_at(session, expire_at))
-        runner = asyncio.create_task(self.serve(session), name=f"session-{session.id}")
+        # No task reads ahead: the block's own receive calls are the connection's only reader.
         try:
             yield Connection(self, session, websocket)
         except WebSocketDisconnect:
@@ -189,7 +189,7 @@ class Hub(Node):
             raise
         finally:
             session.close(NORMAL_CLOSURE, "")
-            await runner
+            await session.wait_ended()
 
 
 async def _close_at(session: Session, expire_at: int) -> None:

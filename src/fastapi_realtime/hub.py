@@ -144,7 +144,15 @@ class Node:
             raise Disconnect(DisconnectCode.SHUTDOWN)
         if len(self._sessions) >= self.settings.max_connections:
             raise Disconnect(DisconnectCode.CONNECTION_LIMIT)
-        session = Session(transport, codec, self.settings, user=user or "", conn_info=conn_info, flusher=self._flusher)
+        session = Session(
+            transport,
+            codec,
+            self.settings,
+            user=user or "",
+            conn_info=conn_info,
+            flusher=self._flusher,
+            on_ended=self._detach,
+        )
         self._sessions[session.id] = session
         if user is not None:
             self.set_user(session, user, conn_info)
@@ -152,11 +160,8 @@ class Node:
         return session
 
     async def serve(self, session: Session, handler: Callable[[], Awaitable[None]] | None = None) -> None:
-        """Run ``session`` until it ends, then remove it from every channel."""
-        try:
-            await session.run(handler)
-        finally:
-            await self._detach(session)
+        """Run ``session`` until it ends and the hub has removed it from every channel."""
+        await session.run(handler)
 
     def set_user(self, session: Session, user: str, conn_info: RawJSON | None = None) -> None:
         """Record who ``session`` is once it authenticated (before it subscribes)."""

@@ -61,6 +61,11 @@ class HubSettings:
     """Largest incoming frame, in bytes. Over it: close 1009 ``message too big``."""
     client_max_batch_bytes: int = 64 * 1024
     """Largest outgoing frame the writer builds when it batches queued messages, in bytes."""
+    client_reply_max_bytes: int = 16 * 1024 * 1024
+    """Largest reply to one command (history, a subscribe with recovered publications, RPC),
+    in characters. Replies are not counted against ``client_queue_max_bytes``. Over it:
+    error 106 ``limit exceeded`` (history, RPC, presence), or ``recovered: false`` for a
+    recovery (the client then knows it missed publications)."""
     client_channel_limit: int = 128
     """Channels one client may be subscribed to. Over it: error 106 ``limit exceeded``."""
     client_command_rate: float = 100.0
@@ -106,6 +111,7 @@ class HubSettings:
             "client_queue_max_bytes": self.client_queue_max_bytes,
             "client_max_frame_bytes": self.client_max_frame_bytes,
             "client_max_batch_bytes": self.client_max_batch_bytes,
+            "client_reply_max_bytes": self.client_reply_max_bytes,
             "client_channel_limit": self.client_channel_limit,
             "client_command_rate": self.client_command_rate,
             "client_command_burst": self.client_command_burst,

@@ -37,11 +37,14 @@ def ttl_until(expire_at: int) -> int:
     return ttl
 
 
-def is_recovered(since: StreamPosition, top: StreamPosition, pubs: list[Publication], limit: int) -> bool:
-    """Whether ``pubs`` are exactly what a client at ``since`` missed of a stream now at ``top``."""
+def is_recovered(
+    since: StreamPosition, top: StreamPosition, pubs: list[Publication], limit: int, max_bytes: int
+) -> bool:
+    """Whether ``pubs`` are exactly what a client at ``since`` missed of a stream now at ``top``,
+    and no more than ``limit`` publications of at most ``max_bytes`` of data in all."""
     if since.epoch and since.epoch != top.epoch:
         return False
-    if len(pubs) > limit:
+    if len(pubs) > limit or sum(len(p.data) for p in pubs) > max_bytes:
         return False
     if not pubs:
         return top.offset == since.offset
@@ -98,7 +101,7 @@ class Subscriptions:
         if not channel.allows_user(self.session.user):
             raise ReplyError(ErrorCode.PERMISSION_DENIED)
         result, after = await self.join(req, grant=grant or SubscriptionGrant())
-        self.session.enqueue(encode.reply(cmd_id, "subscribe", result))
+        self.session.enqueue_reply(encode.reply(cmd_id, "subscribe", result))
         self.session.finish_subscribe(req.channel, after)
 
     async def unsubscribe(self, channel: str) -> None:
@@ -171,7 +174,8 @@ class Subscriptions:
         if since is not None:
             result["was_recovering"] = True
             pubs = history.publications
-            if is_recovered(since, top, pubs, self.settings.recovery_max_publications):
+            settings = self.settings
+            if is_recovered(since, top, pubs, settings.recovery_max_publications, settings.client_reply_max_bytes):
                 result["recovered"] = True
                 result["publications"] = [encode.publication_dict(p) for p in pubs]
                 offset = since.offset  # the client reaches the top by reading the publications
@@ -224,7 +228,7 @@ class Subscriptions:
         await self._connected.wait()  # a subscribe push never precedes the connect reply
         results, positions = await self.join_server_side([channel], {})
         if channel in results:
-            self.session.enqueue(self.codec.subscribe(channel, results[channel]))
+            self.session.enqueue_reply(self.codec.subscribe(channel, results[channel]))
             self.session.finish_subscribe(channel, positions[channel])
 
     # -- expiry and state -------------------------------------------------------------

@@ -7,7 +7,8 @@
   ``on_publish`` hook, which first prints ``publish hook entered`` (so a test can send a
   signal while the publish is in flight).
 
-``SHUTDOWN_TIMEOUT`` (seconds) sets the hub's ``shutdown_timeout``.
+``SHUTDOWN_TIMEOUT`` (seconds) sets the hub's ``shutdown_timeout``; ``MAX_FRAME_BYTES`` its
+``client_max_frame_bytes`` (the Autobahn run echoes messages of up to 16 MiB).
 """
 
 from __future__ import annotations
@@ -22,12 +23,17 @@ from fastapi_realtime import ChannelOptions, Hub, HubSettings, PublishContext
 
 SLOW_PUBLISH = 0.5
 
+limits: dict[str, int] = {}
+if "MAX_FRAME_BYTES" in os.environ:
+    limits["client_max_frame_bytes"] = int(os.environ["MAX_FRAME_BYTES"])
+    limits["client_queue_max_bytes"] = 2 * limits["client_max_frame_bytes"]
 hub = Hub(
     HubSettings(
         allow_anonymous=True,
         ping_interval=0,
         namespaces={"": ChannelOptions(allow_publish=True)},
         shutdown_timeout=float(os.environ.get("SHUTDOWN_TIMEOUT", "5")),
+        **limits,  # type: ignore[arg-type]
     )
 )
 app = FastAPI(lifespan=hub.lifespan)

@@ -14,7 +14,7 @@ PACKAGE = Path(fastapi_realtime.__file__).parent
 
 LAYER = {
     "protocol": 0,
-    "channels": 1, "settings": 1, "ratelimit": 1, "hooks": 1, "_version": 1,
+    "channels": 1, "settings": 1, "ratelimit": 1, "hooks": 1, "_version": 1, "exceptions": 1, "signals": 1,
     "session": 2, "brokers": 2,
     "hub": 3,
     "client": 4, "transports": 4,
@@ -79,6 +79,7 @@ def test_public_surface() -> None:
         "HubSettings", "JWTAuth", "MemoryBroker", "Publication", "PublishContext", "PublishOptions",
         "RPCContext", "RealtimeError", "RefreshContext", "ReplyError", "StreamPosition", "SubscribeContext",
         "SubscriptionGrant", "UnsubscribeCode", "__version__",
+        "FeatureNotEnabled", "HubError", "HubNotRunning",
     }  # fmt: skip
     for name in fastapi_realtime.__all__:
         assert getattr(fastapi_realtime, name) is not None

@@ -10,6 +10,7 @@ from .app import Hub
 from .auth import JWTAuth
 from .brokers import Broker, BrokerEvents, HistoryResult, MemoryBroker, PublishOptions
 from .connection import Connection
+from .exceptions import FeatureNotEnabled, HubError, HubNotRunning
 from .hooks import (
     ConnectContext,
     ConnectReply,
@@ -45,8 +46,11 @@ __all__ = [
     "Disconnect",
     "DisconnectCode",
     "ErrorCode",
+    "FeatureNotEnabled",
     "HistoryResult",
     "Hub",
+    "HubError",
+    "HubNotRunning",
     "HubSettings",
     "JWTAuth",
     "MemoryBroker",

@@ -26,6 +26,7 @@ import orjson
 from .brokers.base import Broker, HistoryResult, PublishOptions
 from .brokers.memory import MemoryBroker
 from .channels import Channel, parse_channel
+from .exceptions import FeatureNotEnabled, HubNotRunning
 from .hooks import Hooks, TokenVerifier
 from .protocol.codecs import Codec
 from .protocol.codes import DisconnectCode, ErrorCode, UnsubscribeCode
@@ -33,6 +34,7 @@ from .protocol.errors import Disconnect, ReplyError
 from .protocol.messages import ClientInfo, Publication, RawJSON, StreamPosition, to_raw
 from .session import Flusher, Session, Subscription, Transport
 from .settings import HubSettings
+from .signals import SignalChain
 
 log = logging.getLogger("fastapi_realtime.hub")
 
@@ -70,6 +72,9 @@ class Node:
         self._users: dict[str, set[Session]] = {}
         self._started = False
         self._closing = False
+        self._ever_started = False
+        self._told_not_started = False
+        self._signals = SignalChain(self._close_sessions)
         self._no_sessions = asyncio.Event()
         self._no_sessions.set()
         self._presence_task: asyncio.Task[None] | None = None
@@ -81,31 +86,48 @@ class Node:
     # -- lifetime ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the broker and the presence refresher. Idempotent."""
+        """Start the broker and the presence refresher. Idempotent.
+
+        With ``handle_signals`` (the default), SIGTERM and SIGINT first close every client
+        with 3001 (see :mod:`.signals`), then reach the server's own handler.
+        """
         if self._started:
             return
         await self.broker.start(self)
         self._slice_started = asyncio.get_running_loop().time()
         self._presence_task = asyncio.create_task(self._refresh_presence_forever(), name="hub-presence")
-        self._started = True
+        self._started = self._ever_started = True
         self._closing = False
+        if self.settings.handle_signals:
+            self._signals.install()
 
     async def close(self) -> None:
         """Shut down gracefully: refuse new sessions, close every session with 3001
-        ``shutdown``, wait for them up to ``shutdown_timeout``, then stop the broker."""
+        ``shutdown`` (each flushes its queue and may finish the command it is running),
+        wait for them up to ``shutdown_timeout``, then stop the broker."""
         if not self._started:
             return
-        self._closing = True
-        for session in list(self._sessions.values()):
-            session.close(DisconnectCode.SHUTDOWN)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._no_sessions.wait(), self.settings.shutdown_timeout)
+        self._signals.uninstall()
+        await self._close_sessions()
         if self._presence_task is not None:
             self._presence_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._presence_task
         await self.broker.close()
         self._started = False
+
+    async def _close_sessions(self) -> None:
+        self._closing = True
+        for session in list(self._sessions.values()):
+            session.close(DisconnectCode.SHUTDOWN)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._no_sessions.wait(), self.settings.shutdown_timeout)
+
+    def _require_running(self) -> None:
+        """Raise :class:`HubNotRunning` unless the hub is started (closing still counts: the
+        broker is up until :meth:`close` ends)."""
+        if not self._started:
+            raise HubNotRunning() if not self._ever_started else HubNotRunning("the hub is closed")
 
     async def wait_idle(self) -> None:
         """Wait until no session is open (every one closed and detached)."""
@@ -140,6 +162,11 @@ class Node:
         ``user=None``: not authenticated yet; the session gets no broadcasts and no server-side
         subscriptions until :meth:`set_user` says who it is.
         """
+        if not self._ever_started:
+            if not self._told_not_started:
+                self._told_not_started = True
+                log.error("refusing connections with 3004: %s", HubNotRunning())
+            raise Disconnect(DisconnectCode.INTERNAL)
         if not self._started or self._closing:
             raise Disconnect(DisconnectCode.SHUTDOWN)
         if len(self._sessions) >= self.settings.max_connections:
@@ -289,7 +316,9 @@ class Node:
 
         Safe to call from route handlers, background tasks and any coroutine on the hub's loop.
         Returns the publication's position (offset 0 and epoch ``""`` without history).
+        Raises :class:`HubNotRunning` before the hub started or after it closed.
         """
+        self._require_running()
         ch = self.channel(channel)
         pub = Publication(data=to_raw(data), info=info, tags=tags, time=int(time.time() * 1000))
         opts = ch.options
@@ -324,11 +353,10 @@ class Node:
         """Publications kept for ``channel`` and its current position.
 
         ``since`` returns only what came after that position; raises :class:`ReplyError` 112
-        when its epoch is not the stream's, 108 when the namespace keeps no history.
+        when its epoch is not the stream's, :class:`FeatureNotEnabled` when the namespace
+        keeps no history.
         """
-        ch = self.channel(channel)
-        if not ch.options.history:
-            raise ReplyError(ErrorCode.NOT_AVAILABLE)
+        self._feature(channel, "history")
         result = await self.broker.history(
             channel, since=since, limit=limit, reverse=reverse, meta_ttl=self.settings.history_meta_ttl
         )
@@ -339,21 +367,35 @@ class Node:
     async def remove_history(self, channel: str) -> None:
         """Drop the publications kept for ``channel``. Its offset and epoch stay, so clients
         that missed any of them are told they cannot recover (``recovered: false``)."""
-        if not self.channel(channel).options.history:
-            raise ReplyError(ErrorCode.NOT_AVAILABLE)
+        self._feature(channel, "history")
         await self.broker.remove_history(channel)
 
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
-        """Clients present in ``channel``: client id -> info. 108 if presence is off."""
-        if not self.channel(channel).options.presence:
-            raise ReplyError(ErrorCode.NOT_AVAILABLE)
+        """Clients present in ``channel``: client id -> info. :class:`FeatureNotEnabled` if
+        presence is off."""
+        self._feature(channel, "presence")
         return await self.broker.presence(channel)
 
     async def presence_stats(self, channel: str) -> tuple[int, int]:
-        """``(clients, distinct users)`` present in ``channel``. 108 if presence is off."""
-        if not self.channel(channel).options.presence:
-            raise ReplyError(ErrorCode.NOT_AVAILABLE)
+        """``(clients, distinct users)`` present in ``channel``. :class:`FeatureNotEnabled` if
+        presence is off."""
+        self._feature(channel, "presence")
         return await self.broker.presence_stats(channel)
+
+    def _feature(self, channel: str, feature: str) -> None:
+        """The running hub's ``channel``, if its namespace has ``feature`` (history or presence)."""
+        self._require_running()
+        ch = self.channel(channel)
+        if feature == "history" and not ch.options.history:
+            raise FeatureNotEnabled(
+                f"channel {channel!r} keeps no history: set ChannelOptions(history_size=N) with N > 0"
+                f" for its namespace {ch.namespace!r} in HubSettings.namespaces"
+            )
+        if feature == "presence" and not ch.options.presence:
+            raise FeatureNotEnabled(
+                f"channel {channel!r} has no presence: set ChannelOptions(presence=True)"
+                f" for its namespace {ch.namespace!r} in HubSettings.namespaces"
+            )
 
     async def unsubscribe_user(self, user: str, channel: str) -> None:
         """Unsubscribe every connection of ``user``, on every hub, from ``channel``."""
@@ -444,6 +486,7 @@ class Node:
         session.start_task(self._remove_subscriber(session, channel, sub, announce=True))
 
     async def _control(self, msg: dict[str, Any]) -> None:
+        self._require_running()
         await self.broker.publish_control(orjson.dumps(msg))
 
     # -- presence upkeep --------------------------------------------------------------

@@ -104,6 +104,9 @@ class HubSettings:
     """Seconds between refreshes of this hub's presence entries."""
     shutdown_timeout: float = 5.0
     """Seconds ``Hub.close`` waits for clients to be told and closed."""
+    handle_signals: bool = True
+    """On SIGTERM/SIGINT, close every client with 3001 (queues flushed, within
+    ``shutdown_timeout``) before the server's own signal handler runs (see ``signals.py``)."""
 
     def __post_init__(self) -> None:
         positive = {

@@ -1,6 +1,7 @@
 # Two commands work on a fresh machine with Python 3.11+ and make:
 #   make demo   the server with its demo chat on the in-memory broker, http://127.0.0.1:8000
 #   make test   lint, type-check and the whole test suite
+#   make autobahn   the Autobahn|Testsuite fuzzing client against a uvicorn process (needs Python 2.7)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,12 @@ STAMP := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
 BENCH_JS_STAMP := bench/node_modules/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+AUTOBAHN := .venv-autobahn
+AUTOBAHN_STAMP := $(AUTOBAHN)/.installed
+PYTHON27 ?= /root/.pyenv/versions/2.7.18/bin/python
+AUTOBAHN_TIMEOUT ?= 900
+
+.PHONY: demo test lint typecheck pytest bench clean autobahn
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,5 +48,17 @@ $(BENCH_JS_STAMP): bench/package.json bench/package-lock.json
 bench: $(STAMP) $(BENCH_JS_STAMP)
 	$(BIN)/python bench/fanout.py
 
+# autobahntestsuite runs on Python 2.7 only; virtualenv 20.21 is the last that creates 2.7 venvs.
+$(AUTOBAHN_STAMP):
+	$(PYTHON) -m venv $(AUTOBAHN)/bootstrap
+	$(AUTOBAHN)/bootstrap/bin/pip install -q "virtualenv==20.21.1"
+	$(AUTOBAHN)/bootstrap/bin/virtualenv -q -p $(PYTHON27) $(AUTOBAHN)/py27
+	$(AUTOBAHN)/py27/bin/pip install -q autobahntestsuite
+	touch $(AUTOBAHN_STAMP)
+
+# Bounded: the runner stops the fuzzing client after AUTOBAHN_TIMEOUT seconds, `timeout` backs it up.
+autobahn: $(STAMP) $(AUTOBAHN_STAMP)
+	timeout $$(( $(AUTOBAHN_TIMEOUT) + 60 )) $(BIN)/python tests/autobahn/run.py --timeout $(AUTOBAHN_TIMEOUT)
+
 clean:
-	rm -rf $(VENV) tests/js/node_modules bench/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AUTOBAHN) tests/js/node_modules bench/node_modules .pytest_cache .mypy_cache .ruff_cache

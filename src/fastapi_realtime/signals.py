@@ -38,6 +38,8 @@ class SignalChain:
         self._previous: dict[int, Handler] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._draining: asyncio.Task[None] | None = None
+        self._passed_on: set[int] = set()
+        """Signals already handed to the previous handler during this drain."""
 
     def install(self) -> None:
         """Chain in front of the current handlers, where that is possible (see the module)."""
@@ -45,6 +47,7 @@ class SignalChain:
             return
         self._loop = asyncio.get_running_loop()
         self._draining = None
+        self._passed_on.clear()
         for sig in SIGNALS:
             previous = signal.getsignal(sig)
             if callable(previous) and previous is not signal.default_int_handler:
@@ -78,9 +81,11 @@ class SignalChain:
         except Exception:
             log.exception("draining the hub on signal %s failed", sig)
         finally:
-            self._pass_on(sig)
+            if sig not in self._passed_on:  # a second signal already went on: do not repeat it
+                self._pass_on(sig)
 
     def _pass_on(self, sig: int) -> None:
+        self._passed_on.add(sig)
         previous = self._previous.get(sig)
         if previous is not None:
             previous(sig, None)

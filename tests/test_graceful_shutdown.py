@@ -1,5 +1,6 @@
 """SIGTERM under a plain ``uvicorn app:app``: every client gets its queued messages, then
-3001 ``shutdown``; a publish in flight is answered first; the process then exits as uvicorn
+3001 ``shutdown`` (tutorial-API connections too, while their endpoint waits in ``receive``);
+a publish in flight is answered first; the process then exits as uvicorn
 does after a SIGTERM, having run the lifespan shutdown.
 
 uvicorn, left alone, closes every WebSocket with 1012 before the lifespan shutdown runs;
@@ -14,7 +15,8 @@ import subprocess
 
 import httpx
 from subprocess_server import ServerProcess, uvicorn_process
-from wsclient import ProtocolClient
+from websockets.asyncio.client import connect
+from wsclient import ProtocolClient, read_until_closed
 
 WAIT = 10.0
 """Upper bound of each wait, in seconds."""
@@ -46,6 +48,10 @@ async def test_sigterm_gives_every_client_its_queue_then_3001_and_answers_the_pu
         async with asyncio.timeout(WAIT):
             clients = [await ProtocolClient.open(url, ("news",), max_size=None) for _ in range(CLIENTS)]
             publisher = await ProtocolClient.open(url)
+            echoes = [await connect(f"{server.ws_url}/echo") for _ in range(5)]
+            for ws in echoes:  # each endpoint is now waiting in conn.receive()
+                await ws.send("ping")
+                assert await ws.recv() == "ping"
             async with httpx.AsyncClient() as http:
                 reply = await http.post(f"{server.http_url}/burst", params={"count": MESSAGES, "size": SIZE})
                 assert reply.json() == {"published": MESSAGES}
@@ -62,6 +68,10 @@ async def test_sigterm_gives_every_client_its_queue_then_3001_and_answers_the_pu
             messages, code = await client.closed()
             assert code == 3001
             assert [m["push"]["pub"]["data"]["n"] for m in messages] == list(range(MESSAGES))
+        for ws in echoes:  # the tutorial API: a receive in progress ends with the hub's 3001
+            async with asyncio.timeout(WAIT):
+                _, close = await read_until_closed(ws.recv)
+            assert close.code == 3001
 
         try:
             returncode = await asyncio.to_thread(server.process.wait, SHUTDOWN_TIMEOUT + WAIT)

@@ -92,6 +92,39 @@ async def test_the_signal_chain_drains_first_then_calls_the_previous_handler_and
         signal.signal(signal.SIGTERM, saved)
 
 
+async def test_a_second_signal_during_the_drain_goes_on_at_once_and_only_once() -> None:
+    calls: list[str] = []
+    passed_on = asyncio.Event()
+    release = asyncio.Event()
+    draining = asyncio.Event()
+
+    def previous(sig: int, frame: object) -> None:
+        calls.append("previous")
+        passed_on.set()
+
+    async def drain() -> None:
+        calls.append("drain")
+        draining.set()
+        await release.wait()
+
+    saved = signal.signal(signal.SIGTERM, previous)
+    chain = SignalChain(drain)
+    try:
+        chain.install()
+        signal.raise_signal(signal.SIGTERM)
+        await asyncio.wait_for(draining.wait(), WAIT)
+        signal.raise_signal(signal.SIGTERM)  # impatient: straight to the server's handler
+        await asyncio.wait_for(passed_on.wait(), WAIT)
+        assert calls == ["drain", "previous"]
+        release.set()
+        assert chain._draining is not None
+        await asyncio.wait_for(chain._draining, WAIT)
+        assert calls == ["drain", "previous"]  # not passed on a second time
+    finally:
+        chain.uninstall()
+        signal.signal(signal.SIGTERM, saved)
+
+
 async def test_the_signal_chain_leaves_the_interpreter_defaults_alone() -> None:
     chain = SignalChain(asyncio.sleep)  # type: ignore[arg-type]
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -189,6 +189,11 @@ class Session:
         self._queued_bytes = 0
         """Bytes of live frames in the queue (replies are counted in ``_reply_bytes``)."""
         self._reply_bytes = 0
+        self._appended = 0
+        """Frames ever appended to the queue; ``_taken_count`` counts those that left it."""
+        self._taken_count = 0
+        self._replies_at: deque[int] = deque()
+        """The append numbers of the replies still in the queue, in order."""
         self._replies_sent: asyncio.Event | None = None
         """Set when queued replies fell back under the limit (exists only while over it)."""
         self._reader: asyncio.Task[Any] | None = None
@@ -248,7 +253,7 @@ class Session:
         self._append(frame)
         return True
 
-    def enqueue_reply(self, frame: str) -> bool:
+    def enqueue_reply(self, frame: Frame) -> bool:
         """Queue the reply to one of the client's commands, in order with everything else.
 
         A reply is not live traffic: it is not counted against ``client_queue_max_bytes``
@@ -258,14 +263,15 @@ class Session:
         """
         if self._sealed:
             return False
-        self._append(_Reply(frame))
+        self._replies_at.append(self._appended)
+        self._reply_bytes += len(frame)
+        self._append(frame, live=False)
         return True
 
-    def _append(self, frame: Frame) -> None:
+    def _append(self, frame: Frame, *, live: bool = True) -> None:
         self._queue.append(frame)
-        if type(frame) is _Reply:
-            self._reply_bytes += len(frame)
-        else:
+        self._appended += 1
+        if live:
             self._queued_bytes += len(frame)
         if not self._flush_scheduled and not self._writer_busy:
             self._flush_scheduled = True
@@ -337,9 +343,18 @@ class Session:
             parts.append(nxt)
         return "\n".join(parts)
 
+    def _clear_queue(self) -> None:
+        self._queue.clear()
+        self._queued_bytes = self._reply_bytes = 0
+        self._replies_at.clear()
+        self._taken_count = self._appended
+
     def _taken(self, frame: Frame) -> None:
         """Account for ``frame`` leaving the queue."""
-        if type(frame) is _Reply:
+        replies = self._replies_at
+        number, self._taken_count = self._taken_count, self._taken_count + 1
+        if replies and replies[0] == number:
+            replies.popleft()
             self._reply_bytes -= len(frame)
             if self._replies_sent is not None and self._reply_bytes <= self.settings.client_queue_max_bytes:
                 self._replies_sent.set()
@@ -513,8 +528,7 @@ class Session:
             return
         if code == DisconnectCode.SLOW:
             self._sealed = True
-            self._queue.clear()
-            self._queued_bytes = self._reply_bytes = 0
+            self._clear_queue()
         if reason is None:
             reason = DisconnectCode(code).reason if code in DisconnectCode._value2member_map_ else "disconnect"
         self._close_requested = True
@@ -588,8 +602,7 @@ class Session:
         if self._suspended_send is not None:
             self._suspended_send.close()
             self._suspended_send = None
-        self._queue.clear()
-        self._queued_bytes = self._reply_bytes = 0
+        self._clear_queue()
         if self._close_requested:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
@@ -605,9 +618,3 @@ class Session:
                 self._start_writer()
             assert self._writer is not None
             await self._writer
-
-
-class _Reply(str):
-    """A queued reply (see :meth:`Session.enqueue_reply`): counted apart from live frames."""
-
-    __slots__ = ()

@@ -2,6 +2,7 @@
 #   make demo   the server with its demo chat on the in-memory broker, http://127.0.0.1:8000
 #   make test   lint, type-check and the whole test suite
 #   make soak   the security probes with the long fuzzing budget (about 30 minutes)
+#   make autobahn   the Autobahn|Testsuite fuzzing client against a uvicorn process (needs Python 2.7)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,12 @@ STAMP := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
 BENCH_JS_STAMP := bench/node_modules/.installed
 
-.PHONY: demo test lint typecheck pytest soak bench clean proto
+AUTOBAHN := .venv-autobahn
+AUTOBAHN_STAMP := $(AUTOBAHN)/.installed
+PYTHON27 ?= /root/.pyenv/versions/2.7.18/bin/python
+AUTOBAHN_TIMEOUT ?= 900
+
+.PHONY: demo test lint typecheck pytest soak bench clean proto autobahn
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,5 +60,17 @@ proto: $(STAMP)
 	$(BIN)/pip install -q "grpcio-tools>=1.85.1"
 	$(BIN)/python -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src $(PROTO_DIR)/client.proto
 
+# autobahntestsuite runs on Python 2.7 only; virtualenv 20.21 is the last that creates 2.7 venvs.
+$(AUTOBAHN_STAMP):
+	$(PYTHON) -m venv $(AUTOBAHN)/bootstrap
+	$(AUTOBAHN)/bootstrap/bin/pip install -q "virtualenv==20.21.1"
+	$(AUTOBAHN)/bootstrap/bin/virtualenv -q -p $(PYTHON27) $(AUTOBAHN)/py27
+	$(AUTOBAHN)/py27/bin/pip install -q autobahntestsuite
+	touch $(AUTOBAHN_STAMP)
+
+# Bounded: the runner stops the fuzzing client after AUTOBAHN_TIMEOUT seconds, `timeout` backs it up.
+autobahn: $(STAMP) $(AUTOBAHN_STAMP)
+	timeout $$(( $(AUTOBAHN_TIMEOUT) + 60 )) $(BIN)/python tests/autobahn/run.py --timeout $(AUTOBAHN_TIMEOUT)
+
 clean:
-	rm -rf $(VENV) tests/js/node_modules bench/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AUTOBAHN) tests/js/node_modules bench/node_modules .pytest_cache .mypy_cache .ruff_cache

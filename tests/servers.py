@@ -1,8 +1,8 @@
 """Real uvicorn servers on free 127.0.0.1 ports for end-to-end tests.
 
-The listening socket is bound before the server starts, so a client can connect as soon as
-the context is entered: its connection waits in the backlog until uvicorn (after the app's
-lifespan startup) accepts it. No polling, no sleeps.
+The listening socket is bound before the server starts; the context is entered once uvicorn's
+startup (the app's lifespan startup included) has completed, so the hub is running. No polling,
+no sleeps.
 """
 
 from __future__ import annotations
@@ -59,7 +59,20 @@ async def running_config(config: uvicorn.Config) -> AsyncIterator[RunningServer]
     port = sock.getsockname()[1]
     server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # tests own the signals
+    started = asyncio.Event()
+    startup = server.startup
+
+    async def startup_then_tell(sockets: list[socket.socket] | None = None) -> None:
+        await startup(sockets=sockets)
+        started.set()
+
+    server.startup = startup_then_tell  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(sockets=[sock]))
+    # Enter once the app's lifespan startup ran (the hub is started), or once the server gave
+    # up (a failing startup, which some tests expect).
+    waiting = asyncio.ensure_future(started.wait())
+    await asyncio.wait((waiting, task), return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
     try:
         yield RunningServer("127.0.0.1", port, server)
     finally:

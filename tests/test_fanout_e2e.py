@@ -118,5 +118,9 @@ async def test_10000_connect_disconnect_cycles_leave_nothing_behind() -> None:
         assert hub.broker.stats["subscribed_channels"] == 0  # type: ignore[attr-defined]
         assert hub.broker.stats["presence_entries"] == 0  # type: ignore[attr-defined]
         assert await hub.presence("chat:room") == {}
+        # The hub forgets a session in the session's shutdown task; the endpoint's ASGI task
+        # returns right after it: give those a moment, then nothing may be left.
         leftover = [t for t in asyncio.all_tasks() if t not in baseline_tasks]
-        assert leftover == []
+        if leftover:
+            await asyncio.wait(leftover, timeout=5)
+        assert [t for t in leftover if not t.done()] == []

@@ -10,17 +10,32 @@ import orjson
 import pytest
 from fakes import FakeTransport
 
-from fastapi_realtime import ChannelOptions, DisconnectCode, ErrorCode, Hub, HubSettings, ReplyError, StreamPosition
+from fastapi_realtime import (
+    ChannelOptions,
+    DisconnectCode,
+    ErrorCode,
+    FeatureNotEnabled,
+    Hub,
+    HubSettings,
+    ReplyError,
+    StreamPosition,
+)
 from fastapi_realtime.protocol.codecs import CentrifugeCodec, RawCodec
 from fastapi_realtime.session import Session
 
 
 @asynccontextmanager
 async def open_session(hub: Hub, *, user: str = "u", raw: bool = False) -> AsyncIterator[tuple[Session, FakeTransport]]:
-    """A served session on ``hub``; on exit it is closed and detached."""
+    """A served session on ``hub`` whose handler reads and drops every frame (so it sees the
+    peer leave); on exit it is closed and detached."""
     transport = FakeTransport()
     session = hub.open_session(transport, RawCodec() if raw else CentrifugeCodec(), user=user)
-    runner = asyncio.create_task(hub.serve(session))
+
+    async def read_all() -> None:
+        while True:
+            await session.receive()
+
+    runner = asyncio.create_task(hub.serve(session, read_all))
     try:
         yield session, transport
     finally:
@@ -145,9 +160,8 @@ async def test_history_size_is_kept_per_namespace(hub: Hub) -> None:
 
 async def test_channels_without_history_have_no_offsets(hub: Hub) -> None:
     assert await hub.publish("plain", "x") == StreamPosition(0, "")
-    with pytest.raises(ReplyError) as exc:
+    with pytest.raises(FeatureNotEnabled, match=r"history_size=N.* namespace ''"):
         await hub.history("plain")
-    assert exc.value.code == ErrorCode.NOT_AVAILABLE
 
 
 @pytest.mark.parametrize(
@@ -182,10 +196,10 @@ async def test_presence_and_stats_count_clients_and_users(hub: Hub) -> None:
         assert await hub.presence_stats("chat:r") == (1, 1)
 
 
-async def test_presence_off_is_not_available(hub: Hub) -> None:
-    with pytest.raises(ReplyError) as exc:
-        await hub.presence("plain")
-    assert exc.value.code == ErrorCode.NOT_AVAILABLE
+async def test_presence_off_raises_feature_not_enabled_saying_what_to_configure(hub: Hub) -> None:
+    for call in (hub.presence, hub.presence_stats):
+        with pytest.raises(FeatureNotEnabled, match=r"presence=True.* namespace ''"):
+            await call("plain")
 
 
 async def test_join_and_leave_reach_subscribers_that_asked(hub: Hub) -> None:
@@ -324,9 +338,8 @@ async def test_remove_history_keeps_the_position_so_recovery_is_refused(hub: Hub
     result = await hub.history("news:r")
     assert result.publications == []
     assert result.position == top
-    with pytest.raises(ReplyError) as exc:
+    with pytest.raises(FeatureNotEnabled):
         await hub.remove_history("plain")
-    assert exc.value.code == ErrorCode.NOT_AVAILABLE
 
 
 async def test_a_session_that_has_not_authenticated_gets_no_broadcasts_or_server_subscriptions(hub: Hub) -> None:

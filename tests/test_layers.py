@@ -16,6 +16,7 @@ LAYER = {
     "protocol": 0,
     "origins": 0, "logredact": 0,
     "channels": 1, "settings": 1, "ratelimit": 1, "hooks": 1, "_version": 1, "permissions": 1, "limits": 1,
+    "exceptions": 1, "signals": 1,
     "session": 2, "brokers": 2,
     "hub": 3, "positions": 3,
     "client": 4, "transports": 4,
@@ -81,6 +82,7 @@ def test_public_surface() -> None:
         "Hub", "HubSettings", "JWTAuth", "MemoryBroker", "Publication", "PublishContext", "PublishOptions",
         "RPCContext", "RealtimeError", "RefreshContext", "ReplyError", "StreamPosition", "SubscribeContext",
         "SubscriptionGrant", "UnsubscribeCode", "__version__", "install_log_redaction", "run", "uvicorn_config",
+        "FeatureNotEnabled", "HubError", "HubNotRunning",
     }  # fmt: skip
     for name in fastapi_realtime.__all__:
         assert getattr(fastapi_realtime, name) is not None

@@ -10,6 +10,7 @@ from .app import Hub
 from .auth import JWTAuth
 from .brokers import Broker, BrokerError, BrokerEvents, BrokerUnavailable, HistoryResult, MemoryBroker, PublishOptions
 from .connection import Connection
+from .exceptions import FeatureNotEnabled, HubError, HubNotRunning
 from .hooks import (
     ConnectContext,
     ConnectReply,
@@ -51,9 +52,12 @@ __all__ = [
     "Disconnect",
     "DisconnectCode",
     "ErrorCode",
+    "FeatureNotEnabled",
     "HistoryPublication",
     "HistoryResult",
     "Hub",
+    "HubError",
+    "HubNotRunning",
     "HubSettings",
     "JWTAuth",
     "MemoryBroker",

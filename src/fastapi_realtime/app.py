@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -250,7 +249,7 @@ class Hub(Node):
             session.start_pinging()
         if expire_at:
             session.start_task(close_at(session, expire_at))
-        runner = asyncio.create_task(self.serve(session), name=f"session-{session.id}")
+        # No task reads ahead: the block's own receive calls are the connection's only reader.
         try:
             yield Connection(self, session, websocket)
         except WebSocketDisconnect:
@@ -262,7 +261,7 @@ class Hub(Node):
             raise
         finally:
             session.close(NORMAL_CLOSURE, "")
-            await runner
+            await session.wait_ended()
 
 
 def _validating(model: Any, func: OnRPC) -> OnRPC:

@@ -61,7 +61,12 @@ class Connection:
     # -- receiving --------------------------------------------------------------------
 
     async def receive(self) -> Frame:
-        """The next message, text or bytes. Raises ``WebSocketDisconnect`` once closed."""
+        """The next message, text or bytes. Raises ``WebSocketDisconnect`` once closed.
+
+        The code calling it is the connection's only reader (a second concurrent call raises
+        ``RuntimeError``): messages are never read ahead, so none is lost. A call in progress
+        returns with ``WebSocketDisconnect`` as soon as the connection closes for any reason.
+        """
         try:
             return await self.session.receive()
         except SessionClosed as exc:
@@ -112,7 +117,7 @@ class Connection:
     # -- sending ----------------------------------------------------------------------
 
     def _enqueue(self, frame: Frame) -> None:
-        if not self.session.enqueue(frame):
+        if self.session.closed or not self.session.enqueue(frame):
             raise WebSocketDisconnect(self.session.close_code or 1006, self.session.close_reason)
 
     async def send_text(self, text: str) -> None:

@@ -32,6 +32,7 @@ from ._version import __version__
 from .brokers.base import Broker, BrokerError, HistoryResult, PublishOptions, StreamLimitExceeded
 from .brokers.memory import MemoryBroker
 from .channels import Channel, parse_channel
+from .exceptions import FeatureNotEnabled, HubNotRunning
 from .hooks import Hooks, TokenVerifier
 from .idempotency import IdempotencyCache
 from .limits import IPLimits
@@ -42,6 +43,7 @@ from .protocol.errors import Disconnect, ReplyError
 from .protocol.messages import ClientInfo, Publication, RawJSON, StreamPosition, from_raw, to_raw
 from .session import Flusher, Session, Subscription, Transport
 from .settings import INSECURE_ENV, HubSettings
+from .signals import SignalChain
 
 log = logging.getLogger("fastapi_realtime.hub")
 
@@ -138,6 +140,9 @@ class Node:
         """Client IP of each session that came with one (for ``IPLimits.release``)."""
         self._started = False
         self._closing = False
+        self._ever_started = False
+        self._told_not_started = False
+        self._signals = SignalChain(self._close_sessions)
         self._no_sessions = asyncio.Event()
         self._no_sessions.set()
         self._presence_task: asyncio.Task[None] | None = None
@@ -163,7 +168,11 @@ class Node:
     # -- lifetime ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the broker and the presence refresher. Idempotent."""
+        """Start the broker and the presence refresher. Idempotent.
+
+        With ``handle_signals`` (the default), SIGTERM and SIGINT first close every client
+        with 3001 (see :mod:`.signals`), then reach the server's own handler.
+        """
         if self._started:
             return
         self._check_insecure()
@@ -174,8 +183,10 @@ class Node:
         if self.settings.position_check_interval > 0:
             self._position_task = asyncio.create_task(self._check_positions_forever(), name="hub-positions")
         self._broker_up = True
-        self._started = True
+        self._started = self._ever_started = True
         self._closing = False
+        if self.settings.handle_signals:
+            self._signals.install()
 
     def _check_insecure(self) -> None:
         if not self.settings.insecure:
@@ -190,14 +201,12 @@ class Node:
 
     async def close(self) -> None:
         """Shut down gracefully: refuse new sessions, close every session with 3001
-        ``shutdown``, wait for them up to ``shutdown_timeout``, then stop the broker."""
+        ``shutdown`` (each flushes its queue and may finish the command it is running),
+        wait for them up to ``shutdown_timeout``, then stop the broker."""
         if not self._started:
             return
-        self._closing = True
-        for session in list(self._sessions.values()):
-            session.close(DisconnectCode.SHUTDOWN)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._no_sessions.wait(), self.settings.shutdown_timeout)
+        self._signals.uninstall()
+        await self._close_sessions()
         for task in (self._presence_task, self._position_task, self._resync_task):
             if task is not None:
                 task.cancel()
@@ -206,6 +215,19 @@ class Node:
         self._presence_task = self._position_task = self._resync_task = None
         await self.broker.close()
         self._started = False
+
+    async def _close_sessions(self) -> None:
+        self._closing = True
+        for session in list(self._sessions.values()):
+            session.close(DisconnectCode.SHUTDOWN)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._no_sessions.wait(), self.settings.shutdown_timeout)
+
+    def _require_running(self) -> None:
+        """Raise :class:`HubNotRunning` unless the hub is started (closing still counts: the
+        broker is up until :meth:`close` ends)."""
+        if not self._started:
+            raise HubNotRunning() if not self._ever_started else HubNotRunning("the hub is closed")
 
     async def wait_idle(self) -> None:
         """Wait until no session is open (every one closed and detached)."""
@@ -244,6 +266,11 @@ class Node:
         subscriptions until :meth:`set_user` says who it is. ``client_ip``: the peer's address
         (``websocket.client.host``); ``None`` (unknown) skips the per-IP limits.
         """
+        if not self._ever_started:
+            if not self._told_not_started:
+                self._told_not_started = True
+                log.error("refusing connections with 3004: %s", HubNotRunning())
+            raise Disconnect(DisconnectCode.INTERNAL)
         if not self._started or self._closing:
             raise Disconnect(DisconnectCode.SHUTDOWN)
         if len(self._sessions) >= self.settings.max_connections:
@@ -256,7 +283,15 @@ class Node:
             except Disconnect as exc:
                 log.info("connection from %s refused: %s", client_ip, exc.reason)
                 raise
-        session = Session(transport, codec, self.settings, user=user or "", conn_info=conn_info, flusher=self._flusher)
+        session = Session(
+            transport,
+            codec,
+            self.settings,
+            user=user or "",
+            conn_info=conn_info,
+            flusher=self._flusher,
+            on_ended=self._detach,
+        )
         if client_ip is not None:
             self._session_ips[session.id] = client_ip
         self._sessions[session.id] = session
@@ -266,11 +301,8 @@ class Node:
         return session
 
     async def serve(self, session: Session, handler: Callable[[], Awaitable[None]] | None = None) -> None:
-        """Run ``session`` until it ends, then remove it from every channel."""
-        try:
-            await session.run(handler)
-        finally:
-            await self._detach(session)
+        """Run ``session`` until it ends and the hub has removed it from every channel."""
+        await session.run(handler)
 
     def set_user(self, session: Session, user: str, conn_info: RawJSON | None = None) -> None:
         """Record who ``session`` is once it authenticated (before it subscribes). Raises
@@ -429,8 +461,10 @@ class Node:
         Returns the publication's position (offset 0 and epoch ``""`` without history).
         ``skip_history``: deliver only, keep nothing (offset 0). ``idempotency_key``: a publish
         repeating the key for ``channel`` within ``idempotency_window`` is not delivered again
-        and returns the first one's position.
+        and returns the first one's position. Raises :class:`HubNotRunning` before the hub
+        started or after it closed.
         """
+        self._require_running()
         ch = self.channel(channel)
         if idempotency_key:
             return await self._published_once.run(
@@ -470,9 +504,10 @@ class Node:
         """Publications kept for ``channel`` (their ``data`` decoded) and its current position.
 
         ``since`` returns only what came after that position; raises :class:`ReplyError` 112
-        when its epoch is not the stream's, 108 when the namespace keeps no history. The result
-        is a dataclass a route can return as it is.
+        when its epoch is not the stream's, :class:`FeatureNotEnabled` when the namespace keeps
+        no history. The result is a dataclass a route can return as it is.
         """
+        self._feature(channel, "history")
         result = await self.read_history(channel, since=since, limit=limit, reverse=reverse)
         return ChannelHistory(
             publications=[HistoryPublication.of(pub) for pub in result.publications], position=result.position
@@ -481,7 +516,8 @@ class Node:
     async def read_history(
         self, channel: str, *, since: StreamPosition | None = None, limit: int | None = None, reverse: bool = False
     ) -> HistoryResult:
-        """:meth:`history` as the broker keeps it (raw JSON payloads), for the protocol path."""
+        """:meth:`history` as the broker keeps it (raw JSON payloads), for the protocol path:
+        :class:`ReplyError` 108 when the namespace keeps no history."""
         ch = self.channel(channel)
         if not ch.options.history:
             raise ReplyError(ErrorCode.NOT_AVAILABLE)
@@ -493,21 +529,35 @@ class Node:
     async def remove_history(self, channel: str) -> None:
         """Drop the publications kept for ``channel``. Its offset and epoch stay, so clients
         that missed any of them are told they cannot recover (``recovered: false``)."""
-        if not self.channel(channel).options.history:
-            raise ReplyError(ErrorCode.NOT_AVAILABLE)
+        self._feature(channel, "history")
         await self.broker.remove_history(channel)
 
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
-        """Clients present in ``channel``: client id -> info. 108 if presence is off."""
-        if not self.channel(channel).options.presence:
-            raise ReplyError(ErrorCode.NOT_AVAILABLE)
+        """Clients present in ``channel``: client id -> info. :class:`FeatureNotEnabled` if
+        presence is off."""
+        self._feature(channel, "presence")
         return await self.broker.presence(channel)
 
     async def presence_stats(self, channel: str) -> tuple[int, int]:
-        """``(clients, distinct users)`` present in ``channel``. 108 if presence is off."""
-        if not self.channel(channel).options.presence:
-            raise ReplyError(ErrorCode.NOT_AVAILABLE)
+        """``(clients, distinct users)`` present in ``channel``. :class:`FeatureNotEnabled` if
+        presence is off."""
+        self._feature(channel, "presence")
         return await self.broker.presence_stats(channel)
+
+    def _feature(self, channel: str, feature: str) -> None:
+        """The running hub's ``channel``, if its namespace has ``feature`` (history or presence)."""
+        self._require_running()
+        ch = self.channel(channel)
+        if feature == "history" and not ch.options.history:
+            raise FeatureNotEnabled(
+                f"channel {channel!r} keeps no history: set ChannelOptions(history_size=N) with N > 0"
+                f" for its namespace {ch.namespace!r} in HubSettings.namespaces"
+            )
+        if feature == "presence" and not ch.options.presence:
+            raise FeatureNotEnabled(
+                f"channel {channel!r} has no presence: set ChannelOptions(presence=True)"
+                f" for its namespace {ch.namespace!r} in HubSettings.namespaces"
+            )
 
     async def unsubscribe_user(self, user: str, channel: str, *, client: str | None = None) -> None:
         """Unsubscribe every connection of ``user`` (only connection ``client`` if given), on
@@ -656,6 +706,7 @@ class Node:
         return self._broker_up and self.broker.healthy
 
     async def _control(self, msg: dict[str, Any]) -> None:
+        self._require_running()
         await self.broker.publish_control(orjson.dumps(msg))
 
     # -- position sync ----------------------------------------------------------------

@@ -8,7 +8,18 @@ because the client is not reading, is finished by a writer task started for that
 which sends its queue until it is empty and then ends. So a broadcast costs one append per
 subscriber, a client that keeps up costs no task switch, and a slow or dead client only fills
 its own queue; when the queue passes ``client_queue_max_bytes`` the session is closed with
-3008 ``slow`` and its queue is dropped at once.
+3008 ``slow`` and its queue is dropped at once. Replies to the client's own commands
+(:meth:`Session.enqueue_reply`) are counted apart: they are bounded by the caller
+(``client_reply_max_bytes``), and while more than ``client_queue_max_bytes`` of them wait,
+the next :meth:`Session.receive` waits instead of reading another command.
+
+One reader per connection: whoever calls :meth:`Session.receive` (the protocol handler, or
+the code of a hand-written endpoint) reads the transport itself; there is no read-ahead.
+When the session closes, a receive in progress is interrupted and raises
+:class:`SessionClosed`. Closing starts the session's shutdown in a task of its own (so it
+completes even if nobody waits for it): its handler may finish the command it is running,
+its other tasks are cancelled, what was queued is flushed, the transport is closed, and the
+hub forgets the session; all within about ``shutdown_timeout``.
 
 A session knows nothing of WebSockets: it drives a :class:`Transport`.
 """
@@ -167,6 +178,7 @@ class Session:
         conn_info: RawJSON | None = None,
         client_id: str | None = None,
         flusher: Flusher | None = None,
+        on_ended: Callable[[Session], Awaitable[None]] | None = None,
     ) -> None:
         self.transport = transport
         self.codec = codec
@@ -185,8 +197,24 @@ class Session:
         """Called with a new expiry (Unix seconds, 0: never) when the server API refreshes it."""
         self._queue: deque[Frame] = deque()
         self._queued_bytes = 0
-        self._incoming: asyncio.Queue[Frame] | None = None
-        """Frames read ahead for a consumer outside the session (see :meth:`run`)."""
+        """Bytes of live frames in the queue (replies are counted in ``_reply_bytes``)."""
+        self._reply_bytes = 0
+        self._appended = 0
+        """Frames ever appended to the queue; ``_taken_count`` counts those that left it."""
+        self._taken_count = 0
+        self._replies_at: deque[int] = deque()
+        """The append numbers of the replies still in the queue, in order."""
+        self._replies_sent: asyncio.Event | None = None
+        """Set when queued replies fell back under the limit (exists only while over it)."""
+        self._reader: asyncio.Task[Any] | None = None
+        """The task inside :meth:`receive`, interrupted when the session closes."""
+        self._interrupting = False
+        self._handler: asyncio.Task[Any] | None = None
+        self._on_ended = on_ended
+        self._ending: asyncio.Task[None] | None = None
+        """The shutdown, started by the close (see :meth:`_mark_closed`)."""
+        self._sealed = False
+        """Set once nothing more may be queued (a slow close, a failed write, or shutdown)."""
         self._closed = asyncio.Event()
         self.close_code = 0
         self.close_reason = ""
@@ -221,8 +249,13 @@ class Session:
     # -- outbound ---------------------------------------------------------------------
 
     def enqueue(self, frame: Frame) -> bool:
-        """Queue ``frame`` for the writer. Never blocks. Returns False if the session closed."""
-        if self._closed.is_set():
+        """Queue a live ``frame`` (a push, a message) for the writer. Never blocks.
+
+        Past ``client_queue_max_bytes`` of live frames the session closes with 3008 ``slow``.
+        Frames are still taken after a close while the session finishes the command it was
+        running (see :meth:`close`); returns False once nothing more is sent.
+        """
+        if self._sealed:
             return False
         if self._queued_bytes + len(frame) > self.settings.client_queue_max_bytes:
             self.close(DisconnectCode.SLOW)
@@ -230,9 +263,26 @@ class Session:
         self._append(frame)
         return True
 
-    def _append(self, frame: Frame) -> None:
+    def enqueue_reply(self, frame: Frame) -> bool:
+        """Queue the reply to one of the client's commands, in order with everything else.
+
+        A reply is not live traffic: it is not counted against ``client_queue_max_bytes``
+        (the caller bounds its size), so a large recovery or history reply never makes the
+        client "slow". While more than that limit of replies waits to be written,
+        :meth:`receive` reads no further command. Returns False once nothing more is sent.
+        """
+        if self._sealed:
+            return False
+        self._replies_at.append(self._appended)
+        self._reply_bytes += len(frame)
+        self._append(frame, live=False)
+        return True
+
+    def _append(self, frame: Frame, *, live: bool = True) -> None:
         self._queue.append(frame)
-        self._queued_bytes += len(frame)
+        self._appended += 1
+        if live:
+            self._queued_bytes += len(frame)
         if not self._flush_scheduled and not self._writer_busy:
             self._flush_scheduled = True
             self._flusher.mark(self)
@@ -240,7 +290,7 @@ class Session:
     def deliver(self, channel: str, pub: Publication) -> None:
         """Hand the session a publication of ``channel`` (called by the hub's fan-out)."""
         sub = self.subscriptions.get(channel)
-        if sub is None:
+        if sub is None or self._closed.is_set():
             return
         if sub.buffer is not None:
             sub.buffer.append(pub)
@@ -269,7 +319,7 @@ class Session:
 
     def deliver_join(self, channel: str, info: ClientInfo, *, leave: bool = False) -> None:
         sub = self.subscriptions.get(channel)
-        if sub is None or not sub.join_leave:
+        if sub is None or not sub.join_leave or self._closed.is_set():
             return
         frame = self.codec.leave(channel, info) if leave else self.codec.join(channel, info)
         if frame is not None:
@@ -303,7 +353,7 @@ class Session:
         that carry their length) end to end."""
         queue = self._queue
         first = queue.popleft()
-        self._queued_bytes -= len(first)
+        self._taken(first)
         if not (self.codec.batching and queue):
             return first
         kind = type(first)
@@ -313,10 +363,28 @@ class Session:
         max_batch = self.settings.client_max_batch_bytes
         while queue and type(queue[0]) is kind and size + len(queue[0]) < max_batch:
             nxt = queue.popleft()
-            self._queued_bytes -= len(nxt)
+            self._taken(nxt)
             size += len(nxt) + sep
             parts.append(nxt)
         return "\n".join(parts) if isinstance(first, str) else b"".join(parts)  # type: ignore[arg-type]
+
+    def _clear_queue(self) -> None:
+        self._queue.clear()
+        self._queued_bytes = self._reply_bytes = 0
+        self._replies_at.clear()
+        self._taken_count = self._appended
+
+    def _taken(self, frame: Frame) -> None:
+        """Account for ``frame`` leaving the queue."""
+        replies = self._replies_at
+        number, self._taken_count = self._taken_count, self._taken_count + 1
+        if replies and replies[0] == number:
+            replies.popleft()
+            self._reply_bytes -= len(frame)
+            if self._replies_sent is not None and self._reply_bytes <= self.settings.client_queue_max_bytes:
+                self._replies_sent.set()
+        else:
+            self._queued_bytes -= len(frame)
 
     def _flush(self) -> None:
         """Send what is queued from a loop callback, for as long as the transport takes frames
@@ -360,38 +428,43 @@ class Session:
     def _write_failed(self, exc: Exception) -> None:
         """The transport broke: nothing more can be written."""
         log.debug("write to session %s failed: %r", self.id, exc)
-        self._writing_stopped = True
+        self._writing_stopped = self._sealed = True
         self._mark_closed(DisconnectCode.WRITE_ERROR, DisconnectCode.WRITE_ERROR.reason)
 
     # -- inbound ----------------------------------------------------------------------
 
     async def receive(self) -> Frame:
-        """The next frame from the client. Raises :class:`SessionClosed` once closed."""
+        """The next frame from the client. Raises :class:`SessionClosed` once closed.
+
+        The caller is the connection's only reader: a second concurrent call raises
+        ``RuntimeError``. A frame over ``client_max_frame_bytes`` closes the session with
+        1009. When the session closes meanwhile, the call is interrupted (a cancellation of
+        the calling task, taken back before :class:`SessionClosed` is raised).
+        """
         if self._closed.is_set():
             raise SessionClosed(self.close_code, self.close_reason)
-        if self._incoming is None:  # the session's own handler: read the transport directly
-            return await self._read_one()
-        if self._incoming.empty():
-            getter = asyncio.ensure_future(self._incoming.get())
-            closer = asyncio.ensure_future(self._closed.wait())
-            try:
-                await asyncio.wait((getter, closer), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                closer.cancel()
-                if not getter.done():
-                    getter.cancel()
-            if getter.done() and not getter.cancelled():
-                return getter.result()
-        if not self._incoming.empty():
-            return self._incoming.get_nowait()
-        raise SessionClosed(self.close_code, self.close_reason)
-
-    async def _read_one(self) -> Frame:
+        if self._reader is not None:
+            raise RuntimeError(f"session {self.id} is already being read: one reader per connection")
+        task = self._reader = asyncio.current_task()
+        assert task is not None
         try:
+            if self._reply_bytes > self.settings.client_queue_max_bytes:
+                self._replies_sent = asyncio.Event()
+                await self._replies_sent.wait()
             frame = await self.transport.receive()
         except TransportClosed as exc:
+            self._reader = None
             self._mark_closed(exc.code, "connection closed")
             raise SessionClosed(self.close_code, self.close_reason) from None
+        except asyncio.CancelledError:
+            if self._interrupted(task):
+                raise SessionClosed(self.close_code, self.close_reason) from None
+            raise
+        finally:
+            self._reader = None
+            self._replies_sent = None
+        if self._interrupted(task):  # the transport swallowed the interruption
+            raise SessionClosed(self.close_code, self.close_reason)
         limit = self.settings.client_max_frame_bytes
         size = len(frame)
         if isinstance(frame, str) and size * 4 > limit:
@@ -403,10 +476,13 @@ class Session:
             self.pong()
         return frame
 
-    async def _read_ahead(self, incoming: asyncio.Queue[Frame]) -> None:
-        with contextlib.suppress(SessionClosed):
-            while True:
-                await incoming.put(await self._read_one())
+    def _interrupted(self, task: asyncio.Task[Any]) -> bool:
+        """Whether the close interrupted ``task`` in :meth:`receive` and no one else cancelled
+        it too; takes the interruption back either way."""
+        if not self._interrupting:
+            return False
+        self._interrupting = False
+        return task.uncancel() == 0
 
     # -- liveness ---------------------------------------------------------------------
 
@@ -453,50 +529,54 @@ class Session:
             self.close(DisconnectCode.INTERNAL)
 
     def _mark_closed(self, code: int, reason: str) -> None:
-        if not self._closed.is_set():
-            self.close_code, self.close_reason = code, reason
-            self._closed.set()
-            if self._pong_due is not None:
-                self._pong_due.cancel()
-                self._pong_due = None
+        if self._closed.is_set():
+            return
+        self.close_code, self.close_reason = code, reason
+        self._closed.set()
+        if self._pong_due is not None:
+            self._pong_due.cancel()
+            self._pong_due = None
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task():
+            self._interrupting = True
+            reader.cancel()
+        self._ending = asyncio.get_running_loop().create_task(self._shutdown(), name=f"session-{self.id}-shutdown")
 
     def close(self, code: int = DisconnectCode.FORCE_DISCONNECT, reason: str | None = None) -> None:
         """Ask the session to end with ``code``. Never blocks; idempotent.
 
-        Frames already queued are still sent (within ``shutdown_timeout``), except when the
-        code is 3008 ``slow``, where the queue is dropped at once.
+        Reading stops at once. The handler may finish the command it is running (its reply is
+        still sent), then what was queued is sent and the connection closed, all bounded by
+        ``shutdown_timeout``. With 3008 ``slow`` the queue is dropped at once instead.
         """
         if self._closed.is_set():
             return
         if code == DisconnectCode.SLOW:
-            self._queue.clear()
-            self._queued_bytes = 0
+            self._sealed = True
+            self._clear_queue()
         if reason is None:
             reason = DisconnectCode(code).reason if code in DisconnectCode._value2member_map_ else "disconnect"
-        farewell = self.codec.disconnect(code, reason)
-        if farewell is not None and code != DisconnectCode.SLOW:
-            self._append(farewell)
         self._close_requested = True
         self._mark_closed(code, reason)
 
     async def run(self, handler: Callable[[], Awaitable[None]] | None = None) -> None:
         """Serve the connection until it ends.
 
-        With a ``handler``, that coroutine is the only reader: its :meth:`receive` reads the
-        transport directly, and it is cancelled when the session closes. Without one, a
-        reader task reads ahead (one frame) for a consumer outside the session, such as a
-        hand-written endpoint, whose :meth:`receive` also returns when the session closes.
-        Returns once every task of the session has finished and the transport is closed.
+        With a ``handler``, that coroutine runs in a task of the session and reads with
+        :meth:`receive`; when it returns, the session closes with 1000. Without one, the
+        caller's own code reads (a hand-written endpoint). Returns once the session has shut
+        down (see :meth:`wait_ended`).
         """
-        if handler is None:
-            self._incoming = asyncio.Queue(maxsize=1)
-            self.start_task(self._read_ahead(self._incoming), name=f"session-{self.id}-reader")
-        else:
-            self.start_task(self._run_handler(handler), name=f"session-{self.id}-handler")
-        try:
-            await self._closed.wait()
-        finally:
-            await self._shutdown()
+        if handler is not None:
+            self._handler = self.start_task(self._run_handler(handler), name=f"session-{self.id}-handler")
+        await self.wait_ended()
+
+    async def wait_ended(self) -> None:
+        """Wait until the session is closed and its shutdown is complete. Cancelling the
+        wait leaves the shutdown running."""
+        await self._closed.wait()
+        assert self._ending is not None
+        await asyncio.shield(self._ending)
 
     async def _run_handler(self, handler: Callable[[], Awaitable[None]]) -> None:
         with contextlib.suppress(SessionClosed):
@@ -504,14 +584,41 @@ class Session:
         self.close(NORMAL_CLOSURE, "")  # a handler that returns is done with the connection
 
     async def _shutdown(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        slow = self.close_code == DisconnectCode.SLOW
-        if self._close_requested and not slow and (self._queue or self._writer_busy):
-            # Flush what was queued before the close (e.g. a disconnect reason), bounded in time.
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._drain(), self.settings.shutdown_timeout)
+        try:
+            await self._stop()
+        except Exception:  # a bug here must still let the hub forget the session
+            log.exception("shutting down session %s failed", self.id)
+        finally:
+            if self._on_ended is not None:
+                try:
+                    await self._on_ended(self)
+                except Exception:
+                    log.exception("removing session %s failed", self.id)
+
+    async def _stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_timeout
+        graceful = self._close_requested and not self._sealed
+        handler = self._handler if graceful else None
+        if handler is not None and not handler.done():
+            # Let the handler finish the command it is running, so its reply goes out.
+            for task in list(self._tasks):
+                if task is not handler:
+                    task.cancel()
+            await asyncio.wait((handler,), timeout=max(0.0, deadline - loop.time()))
+        while self._tasks:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._sealed = True
+        if graceful:
+            farewell = self.codec.disconnect(self.close_code, self.close_reason)
+            if farewell is not None:
+                self._append(farewell)
+            if self._queue or self._writer_busy:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._drain(), max(0.0, deadline - loop.time()))
         self._writing_stopped = True
         if self._writer is not None:
             self._writer.cancel()
@@ -520,8 +627,7 @@ class Session:
         if self._suspended_send is not None:
             self._suspended_send.close()
             self._suspended_send = None
-        self._queue.clear()
-        self._queued_bytes = 0
+        self._clear_queue()
         if self._close_requested:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(

@@ -144,6 +144,11 @@ class HubSettings:
     """Largest incoming frame, in bytes. Over it: close 1009 ``message too big``."""
     client_max_batch_bytes: int = 64 * 1024
     """Largest outgoing frame the writer builds when it batches queued messages, in bytes."""
+    client_reply_max_bytes: int = 16 * 1024 * 1024
+    """Largest reply to one command (history, a subscribe with recovered publications, RPC),
+    in characters. Replies are not counted against ``client_queue_max_bytes``. Over it:
+    error 106 ``limit exceeded`` (history, RPC, presence), or ``recovered: false`` for a
+    recovery (the client then knows it missed publications)."""
     client_channel_limit: int = 128
     """Channels one client may be subscribed to. Over it: error 106 ``limit exceeded``."""
     client_command_rate: float = 100.0
@@ -222,6 +227,9 @@ class HubSettings:
     """Seconds between refreshes of this hub's presence entries."""
     shutdown_timeout: float = 5.0
     """Seconds ``Hub.close`` waits for clients to be told and closed."""
+    handle_signals: bool = True
+    """On SIGTERM/SIGINT, close every client with 3001 (queues flushed, within
+    ``shutdown_timeout``) before the server's own signal handler runs (see ``signals.py``)."""
 
     idempotency_window: float = 300.0
     """Seconds a publish's ``idempotency_key`` is remembered per channel: a publish repeating
@@ -262,6 +270,7 @@ class HubSettings:
             "client_queue_max_bytes": self.client_queue_max_bytes,
             "client_max_frame_bytes": self.client_max_frame_bytes,
             "client_max_batch_bytes": self.client_max_batch_bytes,
+            "client_reply_max_bytes": self.client_reply_max_bytes,
             "client_channel_limit": self.client_channel_limit,
             "client_command_rate": self.client_command_rate,
             "client_command_burst": self.client_command_burst,

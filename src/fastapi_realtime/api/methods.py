@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from ..brokers.base import BrokerError
+from ..exceptions import FeatureNotEnabled
 from ..hub import Node
 from ..protocol.codes import DisconnectCode, ErrorCode
 from ..protocol.errors import ReplyError
@@ -214,6 +216,11 @@ async def reply(call: Awaitable[Result]) -> Result:
         return {"result": await call}
     except ReplyError as exc:
         return error(exc.code, exc.message)
+    except FeatureNotEnabled as exc:  # the namespace keeps no history / presence
+        return error(ErrorCode.NOT_AVAILABLE, str(exc))
+    except BrokerError as exc:  # Redis is down, say: temporary
+        log.warning("server API call failed: %s", exc)
+        return error(ErrorCode.INTERNAL, "internal server error")
     except Exception:
         log.exception("server API call failed")
         return error(ErrorCode.INTERNAL, "internal server error")

@@ -62,6 +62,8 @@ UNI_CONNECT_ERRORS: dict[int, DisconnectCode] = {
 """A unidirectional client cannot read an error reply: connect errors become close codes
 (anything else: 3501)."""
 
+REPLY_TOO_LARGE = "reply over client_reply_max_bytes: ask for less (e.g. a history limit)"
+
 
 class ClientHandler:
     """Serves the Centrifuge protocol for one session.
@@ -201,7 +203,10 @@ class ClientHandler:
             session.enqueue(self.codec.error_reply(cmd.id, ReplyError(ErrorCode.INTERNAL)))
             return
         if result is not None and cmd.id:
-            session.enqueue(self.codec.reply(cmd.id, cmd.method, result))
+            frame = self.codec.reply(cmd.id, cmd.method, result)
+            if len(frame) > self.settings.client_reply_max_bytes:
+                frame = self.codec.error_reply(cmd.id, ReplyError(ErrorCode.LIMIT_EXCEEDED, REPLY_TOO_LARGE))
+            session.enqueue_reply(frame)
 
     async def _dispatch(self, cmd: Command) -> Result | None:
         req = cmd.request
@@ -272,7 +277,7 @@ class ClientHandler:
         subs, positions = await self.subscriptions.join_server_side(credentials.channels, req.subs)
         if subs:
             result["subs"] = subs
-        self.session.enqueue(
+        self.session.enqueue_reply(
             self.codec.connect(result) if self.unidirectional else self.codec.reply(cmd_id, "connect", result)
         )
         for channel, after in positions.items():

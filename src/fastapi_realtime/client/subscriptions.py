@@ -39,11 +39,14 @@ def ttl_until(expire_at: int) -> int:
     return ttl
 
 
-def is_recovered(since: StreamPosition, top: StreamPosition, pubs: list[Publication], limit: int) -> bool:
-    """Whether ``pubs`` are exactly what a client at ``since`` missed of a stream now at ``top``."""
+def is_recovered(
+    since: StreamPosition, top: StreamPosition, pubs: list[Publication], limit: int, max_bytes: int
+) -> bool:
+    """Whether ``pubs`` are exactly what a client at ``since`` missed of a stream now at ``top``,
+    and no more than ``limit`` publications of at most ``max_bytes`` of data in all."""
     if since.epoch and since.epoch != top.epoch:
         return False
-    if len(pubs) > limit:
+    if len(pubs) > limit or sum(len(p.data) for p in pubs) > max_bytes:
         return False
     if not pubs:
         return top.offset == since.offset
@@ -128,7 +131,7 @@ class Subscriptions:
         if req.join_leave and not may(Action.PRESENCE, channel, user, subscribed=True, insecure=insecure):
             req = dataclasses.replace(req, join_leave=False)  # join/leave events tell who is present
         result, after = await self.join(req, grant=grant or SubscriptionGrant())
-        self.session.enqueue(self.codec.reply(cmd_id, "subscribe", result))
+        self.session.enqueue_reply(self.codec.reply(cmd_id, "subscribe", result))
         self.hub.finish_subscribe(self.session, req.channel, after)
 
     async def unsubscribe(self, channel: str) -> None:
@@ -228,11 +231,14 @@ class Subscriptions:
         if recovering:
             result["was_recovering"] = True
             client = StreamPosition(req.offset, req.epoch)
+            settings = self.settings
             if cache:
                 recovered, pubs = cache_recovered(client, top, history.publications)
             else:
                 pubs = history.publications
-                recovered = is_recovered(client, top, pubs, self.settings.recovery_max_publications)
+                recovered = is_recovered(
+                    client, top, pubs, settings.recovery_max_publications, settings.client_reply_max_bytes
+                )
             if not recovered and req.flag & REJECT_UNRECOVERED:
                 raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
             if recovered:
@@ -292,7 +298,7 @@ class Subscriptions:
         await self._connected.wait()  # a subscribe push never precedes the connect reply
         results, positions = await self.join_server_side([channel], {})
         if channel in results:
-            self.session.enqueue(self.codec.subscribe(channel, results[channel]))
+            self.session.enqueue_reply(self.codec.subscribe(channel, results[channel]))
             self.hub.finish_subscribe(self.session, channel, positions[channel])
 
     # -- expiry and state -------------------------------------------------------------

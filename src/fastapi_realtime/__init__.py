@@ -20,6 +20,7 @@ from .hooks import (
     SubscribeContext,
     SubscriptionGrant,
 )
+from .logredact import install_log_redaction
 from .protocol import (
     ClientInfo,
     Disconnect,
@@ -31,6 +32,7 @@ from .protocol import (
     StreamPosition,
     UnsubscribeCode,
 )
+from .serve import run, uvicorn_config
 from .settings import ChannelOptions, HubSettings
 
 __all__ = [
@@ -62,4 +64,7 @@ __all__ = [
     "SubscriptionGrant",
     "UnsubscribeCode",
     "__version__",
+    "install_log_redaction",
+    "run",
+    "uvicorn_config",
 ]

@@ -75,7 +75,8 @@ def test_protocol_is_pure() -> None:
 
 def test_public_surface() -> None:
     assert set(fastapi_realtime.__all__) == {
-        "Broker", "BrokerEvents", "ChannelOptions", "ClientInfo", "ConnectContext", "ConnectReply",
+        "Broker", "BrokerError", "BrokerEvents", "BrokerUnavailable", "ChannelOptions", "ClientInfo",
+        "ConnectContext", "ConnectReply",
         "Connection", "Credentials", "Disconnect", "DisconnectCode", "ErrorCode", "HistoryResult", "Hub",
         "HubSettings", "JWTAuth", "MemoryBroker", "Publication", "PublishContext", "PublishOptions",
         "RPCContext", "RealtimeError", "RefreshContext", "ReplyError", "StreamPosition", "SubscribeContext",

@@ -8,7 +8,7 @@ SDKs work unchanged; plus a safe tutorial-style API for hand-written endpoints.
 from ._version import __version__
 from .app import Hub
 from .auth import JWTAuth
-from .brokers import Broker, BrokerEvents, HistoryResult, MemoryBroker, PublishOptions
+from .brokers import Broker, BrokerError, BrokerEvents, BrokerUnavailable, HistoryResult, MemoryBroker, PublishOptions
 from .connection import Connection
 from .hooks import (
     ConnectContext,
@@ -37,7 +37,9 @@ from .settings import ChannelOptions, HubSettings
 
 __all__ = [
     "Broker",
+    "BrokerError",
     "BrokerEvents",
+    "BrokerUnavailable",
     "ChannelOptions",
     "ClientInfo",
     "ConnectContext",

@@ -93,6 +93,10 @@ class HubSettings:
 
     history_meta_ttl: float = 30 * 24 * 3600.0
     """Seconds a channel's offset and epoch outlive its last publication; then a new epoch starts."""
+    history_empty_ttl: float = 300.0
+    """Seconds the position (epoch, offset 0) of a channel that was never published to is kept
+    after the last positioned subscribe to it or read of it; a publication within that time
+    continues the epoch. (The broker's ``max_empty_streams`` caps such positions: error 106.)"""
     recovery_max_publications: int = 300
     """Most publications a resubscribe recovers; a larger gap is not recovered."""
     presence_ttl: float = 60.0
@@ -139,6 +143,7 @@ class HubSettings:
             "pong_timeout": self.pong_timeout,
             "client_stale_close_delay": self.client_stale_close_delay,
             "presence_ttl": self.presence_ttl,
+            "history_empty_ttl": self.history_empty_ttl,
             "presence_refresh_interval": self.presence_refresh_interval,
             "idempotency_window": self.idempotency_window,
             "idempotency_max_keys": self.idempotency_max_keys,

@@ -20,7 +20,7 @@ LAYER = {
     "hub": 3,
     "client": 4, "transports": 4,
     "connection": 5, "auth": 5, "serverlimits": 5, "idempotency": 1,
-    "app": 6, "api": 6, "serve": 7, "__init__": 8,
+    "app": 6, "api": 6, "serve": 7, "__init__": 8, "server": 9, "__main__": 10,
 }  # fmt: skip
 
 

@@ -6,6 +6,7 @@
 - ``/api/...``, the HTTP server API, when ``api_key`` is set;
 - ``/metrics`` (Prometheus, see :mod:`.metrics`) unless ``metrics`` is off;
 - ``/health`` (the process answers) and ``/ready`` (the hub started and its broker is reachable);
+- ``/admin``, the admin page (:mod:`.admin`), when ``admin_password`` is set;
 - the demo pages, when ``demo`` is set: :func:`fastapi_realtime.server.demo.mount_demo`
   (imported only then, so the server runs without it).
 
@@ -22,6 +23,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from .admin import mount_admin
 from .config import ServerConfig
 from .hub import ServerHub
 
@@ -68,6 +70,9 @@ def create_app(config: ServerConfig) -> FastAPI:
         @app.get("/metrics", include_in_schema=False)
         async def metrics() -> Response:
             return Response(hub.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    if config.admin_password is not None:
+        mount_admin(app, hub, config.admin_password.get_secret_value())
 
     if config.demo:
         demo = importlib.import_module("fastapi_realtime.server.demo")  # imported only when asked for

@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from typing import Any
 
 import orjson
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from ..app import Hub
 from ..brokers.base import BrokerError
 from ..hub import Node
 from ..serve import uvicorn_config
@@ -43,7 +45,8 @@ def serve(config: ServerConfig) -> int:
     common: dict[str, Any] = {"log_config": None, "log_level": config.log_level, "timeout_graceful_shutdown": None}
     if config.workers == 1:
         app = create_app(config)
-        server = uvicorn.Server(uvicorn_config(app, host=config.host, port=config.port, hub=app.state.hub, **common))
+        hub = app.state.hub
+        server = _HubFirstServer(uvicorn_config(app, host=config.host, port=config.port, hub=hub, **common), hub)
         server.run()
         return 0 if server.started else STARTUP_FAILURE
     os.environ[WORKER_CONFIG_ENV] = orjson.dumps(config.revealed()).decode()
@@ -60,6 +63,19 @@ def serve(config: ServerConfig) -> int:
     sock = uv.bind_socket()
     Multiprocess(uv, sockets=[sock]).run()
     return 0
+
+
+class _HubFirstServer(uvicorn.Server):
+    """Closes the hub before uvicorn closes the connections, so that clients are told 3001
+    ``shutdown`` rather than uvicorn's 1012 (the hub is closed again, a no-op, by the lifespan)."""
+
+    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+        super().__init__(config)
+        self.hub = hub
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.hub.close()
+        await super().shutdown(sockets)
 
 
 async def _broker_problem(config: ServerConfig) -> str | None:

@@ -68,11 +68,18 @@ class Served:
         return self.process.wait(timeout=WAIT)
 
 
-@contextlib.contextmanager
-def serving(*args: str, env: Mapping[str, str] | None = None, workers: int = 1) -> Iterator[Served]:
+def serving(
+    *args: str, env: Mapping[str, str] | None = None, workers: int = 1
+) -> contextlib.AbstractContextManager[Served]:
     """``python -m fastapi_realtime serve ARGS`` until the block ends (then SIGTERM, KILL if stuck)."""
+    return running([sys.executable, "-m", "fastapi_realtime", "serve", *args], env=env, workers=workers)
+
+
+@contextlib.contextmanager
+def running(argv: list[str], *, env: Mapping[str, str] | None = None, workers: int = 1) -> Iterator[Served]:
+    """The server command ``argv`` until the block ends (then SIGTERM, KILL if stuck)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "fastapi_realtime", "serve", *args],
+        argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

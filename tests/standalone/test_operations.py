@@ -157,3 +157,29 @@ async def test_json_log_lines_carry_the_client_id_and_user() -> None:
 async def test_probes_need_no_credentials(path: str) -> None:
     async with serving(config(api_key="k", admin_password="p")) as (_server, _hub, http):
         assert (await http.get(path)).status_code == 200
+
+
+async def test_background_jobs_run_while_the_hub_runs_and_are_cancelled_before_it_stops() -> None:
+    from servers import running_server
+
+    from fastapi_realtime.server.app import create_app
+
+    started, cancelled = asyncio.Event(), asyncio.Event()
+    hub_running_when_cancelled: list[bool] = []
+
+    async def job(hub: Any) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            hub_running_when_cancelled.append(hub._started)
+            cancelled.set()
+            raise
+
+    app = create_app(config())
+    app.state.background.append(job)
+    async with running_server(app):
+        async with asyncio.timeout(WAIT):
+            await started.wait()
+    assert cancelled.is_set()
+    assert hub_running_when_cancelled == [True]

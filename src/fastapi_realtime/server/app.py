@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import importlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -32,25 +33,32 @@ def create_app(config: ServerConfig) -> FastAPI:
     """The server's FastAPI app; its hub (a :class:`ServerHub`) is ``app.state.hub``."""
     hub = ServerHub(config.hub_settings(), broker=config.make_broker(), auth=config.auth())
     state = {"started": False}
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def stop_background() -> None:
+        """Cancel the background jobs and wait for them (idempotent)."""
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        tasks.clear()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with hub:
-            tasks = [asyncio.create_task(job(hub)) for job in app.state.background]
+            tasks.extend(asyncio.create_task(job(hub)) for job in app.state.background)
             state["started"] = True
             try:
                 yield
             finally:
                 state["started"] = False
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await stop_background()
 
     app = FastAPI(title="fastapi-realtime", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.hub = hub
     app.state.config = config
     app.state.background = []
     """Coroutine functions ``job(hub)`` run as tasks while the hub runs (cancelled before it stops)."""
+    app.state.stop_background = stop_background
     app.include_router(hub.router(uni_path="/connection/uni_websocket" if config.uni_websocket else None))
     if config.api_key is not None:
         app.include_router(hub.api_router(api_key=config.api_key.get_secret_value()))

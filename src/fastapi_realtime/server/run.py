@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 import uvicorn
+from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
-from ..app import Hub
 from ..brokers.base import BrokerError
 from ..hub import Node
 from ..serve import uvicorn_config
@@ -45,8 +45,9 @@ def serve(config: ServerConfig) -> int:
     common: dict[str, Any] = {"log_config": None, "log_level": config.log_level, "timeout_graceful_shutdown": None}
     if config.workers == 1:
         app = create_app(config)
-        hub = app.state.hub
-        server = _HubFirstServer(uvicorn_config(app, host=config.host, port=config.port, hub=hub, **common), hub)
+        server = _HubFirstServer(
+            uvicorn_config(app, host=config.host, port=config.port, hub=app.state.hub, **common), app
+        )
         server.run()
         return 0 if server.started else STARTUP_FAILURE
     os.environ[WORKER_CONFIG_ENV] = orjson.dumps(config.revealed()).decode()
@@ -66,15 +67,17 @@ def serve(config: ServerConfig) -> int:
 
 
 class _HubFirstServer(uvicorn.Server):
-    """Closes the hub before uvicorn closes the connections, so that clients are told 3001
-    ``shutdown`` rather than uvicorn's 1012 (the hub is closed again, a no-op, by the lifespan)."""
+    """Stops the app's background jobs and closes the hub before uvicorn closes the connections,
+    so that clients are told 3001 ``shutdown`` rather than uvicorn's 1012 (the lifespan does
+    both again, as no-ops)."""
 
-    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)
-        self.hub = hub
+        self.app = app
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        await self.hub.close()
+        await self.app.state.stop_background()
+        await self.app.state.hub.close()
         await super().shutdown(sockets)
 
 

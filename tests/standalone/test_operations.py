@@ -183,3 +183,19 @@ async def test_background_jobs_run_while_the_hub_runs_and_are_cancelled_before_i
             await started.wait()
     assert cancelled.is_set()
     assert hub_running_when_cancelled == [True]
+
+
+async def test_a_queue_overflow_is_counted_as_a_slow_disconnect() -> None:
+    limits = {"allow_anonymous": True, "client_queue_max_bytes": 1000, "publish_slice": 10.0}
+    async with serving(config(limits=limits)) as (server, hub, http):
+        client = await ProtocolClient.open(f"{server.ws_url}/connection/websocket", ("chat:a",))
+        client.timeout = WAIT
+        for _ in range(3):  # fan-out never awaits: the queue passes 1000 bytes before the writer runs
+            await hub.publish("chat:a", "x" * 600)
+        _messages, code = await client.closed()
+        async with asyncio.timeout(WAIT):
+            await hub.wait_idle()
+        samples = await metrics(http)
+    assert code == 3008
+    assert samples["fastapi_realtime_slow_disconnects_total"] == 1
+    assert samples['fastapi_realtime_disconnects_total{code="3008"}'] == 1

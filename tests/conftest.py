@@ -10,13 +10,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from namespaces import CHAT
 from redis_servers import RedisCluster, RedisServer, redis_cluster_fixture, redis_server_fixture
 
 from fastapi_realtime import ChannelOptions, Hub, HubSettings
 
 NAMESPACES = {
     "": ChannelOptions(),
-    "chat": ChannelOptions(history_size=100, presence=True, join_leave=True, allow_publish=True),
+    "chat": CHAT,
     "news": ChannelOptions(history_size=10),
 }
 

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
+import orjson
+
+from fastapi_realtime.client import ClientHandler
+from fastapi_realtime.protocol.codecs import CentrifugeCodec
 from fastapi_realtime.session import Frame, TransportClosed
 
 
@@ -65,3 +71,55 @@ class FakeTransport:
                 self.sent_event.clear()
                 await self.sent_event.wait()
         return self.messages()
+
+
+class FakeProtocolClient:
+    """A Centrifuge JSON client on a :class:`FakeTransport`, served in-process by a real
+    ``ClientHandler`` (no sockets). Use as ``async with FakeProtocolClient(hub) as client``.
+
+    ``clock``: the handler's monotonic clock (drives its command rate limit).
+    """
+
+    def __init__(self, hub: Any, *, clock: Callable[[], float] | None = None) -> None:
+        self.hub = hub
+        self.transport = FakeTransport()
+        codec = CentrifugeCodec()
+        self.session = hub.open_session(self.transport, codec, user=None)
+        kwargs = {} if clock is None else {"clock": clock}
+        self.handler = ClientHandler(hub, self.session, codec, **kwargs)
+        self._runner: asyncio.Task[None] | None = None
+        self._read = 0
+        self._next_id = 1
+
+    async def __aenter__(self) -> FakeProtocolClient:
+        self._runner = asyncio.create_task(self.hub.serve(self.session, self.handler.serve))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.session.close()
+        assert self._runner is not None
+        await asyncio.wait_for(self._runner, 5)
+
+    def send(self, *commands: dict[str, Any]) -> list[int]:
+        """Feed ``commands`` in one frame, each with the next free id; return their ids."""
+        ids = list(range(self._next_id, self._next_id + len(commands)))
+        self._next_id += len(commands)
+        self.transport.feed(
+            "\n".join(orjson.dumps({"id": i, **c}).decode() for i, c in zip(ids, commands, strict=True))
+        )
+        return ids
+
+    async def message(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next message the server sent (a reply or a push)."""
+        messages = await self.transport.wait_sent(self._read + 1, timeout)
+        self._read += 1
+        msg: dict[str, Any] = orjson.loads(messages[self._read - 1])
+        return msg
+
+    async def command(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Send one command; return its reply (skipping pushes before it)."""
+        (cmd_id,) = self.send({method: body})
+        while True:
+            msg = await self.message()
+            if msg.get("id") == cmd_id:
+                return msg

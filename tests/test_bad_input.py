@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from namespaces import CHAT
 from servers import running_server_logging_no_errors
 from wsclient import ProtocolClient
 
@@ -25,7 +26,7 @@ from fastapi_realtime.session import Session
 
 NAMESPACES = {
     "": ChannelOptions(),
-    "chat": ChannelOptions(history_size=100, presence=True, join_leave=True, allow_publish=True),
+    "chat": CHAT,
 }
 WATCHED = "chat:watch"
 WAIT = 5.0
@@ -288,7 +289,7 @@ async def test_command_flood_gets_111_then_closes_with_3013(caplog: pytest.LogCa
     burst = 3
     # The rate is low enough that no token comes back while the test runs.
     async with (
-        serving(caplog, client_command_rate=0.001, client_command_burst=burst) as served,
+        serving(caplog, client_command_rate=0.001, client_command_burst=burst, client_command_refusals=burst) as served,
         contextlib.AsyncExitStack() as stack,
     ):
         bad = await served.connected_client(stack, watch=False)  # connect spends the first token

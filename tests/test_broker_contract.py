@@ -301,8 +301,10 @@ async def test_presence_add_remove_and_stats(env: BrokerEnv) -> None:
         await env.broker.add_presence("room", info, ttl=60)
     assert await env.broker.presence("room") == {"c1": alice1, "c2": alice2, "c3": bob}
     assert await env.broker.presence_stats("room") == (3, 2)
+    assert await env.broker.presence_count("room") == 3
     await env.broker.remove_presence("room", "c2")
     assert set(await env.broker.presence("room")) == {"c1", "c3"}
+    assert (await env.broker.presence_count("room"), await env.broker.presence_count("other")) == (2, 0)
     assert await env.broker.presence("other") == {}
 
 

@@ -26,6 +26,7 @@ import jwt
 import pytest
 from fastapi import FastAPI
 from js_harness import ScenarioFailed, node_available, run_scenario, scenario, websocket_url
+from namespaces import CHAT, LOCKED
 from servers import running_server
 
 from fastapi_realtime import (
@@ -47,9 +48,9 @@ SECRET = "fastapi-realtime-js-sdk-secret-0123456789abcdef"
 
 NAMESPACES = {
     "": ChannelOptions(),
-    "chat": ChannelOptions(history_size=100, presence=True, join_leave=True, allow_publish=True),
+    "chat": CHAT,
     "news": ChannelOptions(history_size=10),
-    "locked": ChannelOptions(allow_subscribe=False),
+    "locked": LOCKED,
 }
 
 APP_ERROR = 1001
@@ -215,6 +216,14 @@ async def test_subscribe_permission_denied_with_103(url: str, channel: str, why:
     assert r["state"] == "connected"
 
 
+async def test_invalid_subscription_token_is_103_and_the_connection_stays(url: str) -> None:
+    r = await run_scenario(
+        url, "permission_denied", {"token": token("alice"), "channel": "$chat:x", "sub_options": {"token": "not-a-jwt"}}
+    )
+    assert r["unsubscribed"]["code"] == 103
+    assert r["state"] == "connected"
+
+
 async def test_subscribe_unknown_channel_with_102(url: str) -> None:
     r = await run_scenario(url, "unknown_channel", {"token": token(), "channel": "nope:x"})
     assert r["unsubscribed"]["code"] == 102
@@ -240,7 +249,8 @@ async def test_presence_and_join_leave(hub: Hub, url: str, leave_by: str) -> Non
     a, b = r["a_client"], r["b_client"]
     assert r["join"] == {"client": b, "user": "bob", "connInfo": {"name": "Bob"}}
     assert r["leave"]["client"] == b and r["leave"]["user"] == "bob"
-    assert r["joins"] == [r["join"]] and r["leaves"] == [r["leave"]]
+    own_join = {"client": a, "user": "alice", "connInfo": {"name": "Alice"}}  # as Centrifugo: A sees its own join
+    assert r["joins"] == [own_join, r["join"]] and r["leaves"] == [r["leave"]]
 
     before = r["presence_before"]["clients"]
     assert set(before) == {a, b}

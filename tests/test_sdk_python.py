@@ -28,6 +28,7 @@ from centrifuge import ReplyError as SDKReplyError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import FastAPI
+from namespaces import CHAT, LOCKED
 from sdk_events import SDK_CONNECT_CALLED, Events
 from servers import running_server
 from wsclient import ProtocolClient
@@ -56,10 +57,10 @@ SECRET = "fastapi-realtime-test-secret-0123456789abcdef"
 
 NAMESPACES = {
     "": ChannelOptions(),
-    "chat": ChannelOptions(history_size=100, presence=True, join_leave=True, allow_publish=True),
+    "chat": CHAT,
     "news": ChannelOptions(history_size=10),
     "short": ChannelOptions(history_size=3),
-    "locked": ChannelOptions(allow_subscribe=False),
+    "locked": LOCKED,
 }
 
 # centrifuge-python's own codes (centrifuge/codes.py), for the states it enters by itself.
@@ -244,7 +245,7 @@ async def test_server_side_publications_arrive_in_order() -> None:
         assert all(p.info is None for p in pubs)
 
 
-async def test_client_publish_allowed_in_namespace_with_allow_publish() -> None:
+async def test_client_publish_allowed_in_namespace_that_allows_it() -> None:
     hub = make_hub()
     async with serve(hub) as url, contextlib.AsyncExitStack() as stack:
         alice, _ = await connected(url, stack, token=hs256("alice"))
@@ -261,7 +262,7 @@ async def test_client_publish_allowed_in_namespace_with_allow_publish() -> None:
             assert pub.offset == 1
 
 
-async def test_client_publish_refused_with_103_without_allow_publish() -> None:
+async def test_client_publish_refused_with_103_where_the_namespace_does_not_allow_it() -> None:
     hub = make_hub()
     async with serve(hub) as url, contextlib.AsyncExitStack() as stack:
         client, _ = await connected(url, stack, token=hs256("alice"))
@@ -277,7 +278,10 @@ async def test_client_publish_refused_with_103_without_allow_publish() -> None:
 
 
 async def test_on_publish_hook_rewrites_data_or_refuses() -> None:
-    hub = make_hub()
+    # The hook refines what the namespace allows: here, publishing by subscribers.
+    hub = make_hub(
+        namespaces={**NAMESPACES, "news": ChannelOptions(history_size=10, allow_publish_for_subscriber=True)}
+    )
     seen: list[PublishContext] = []
 
     @hub.on_publish
@@ -289,7 +293,6 @@ async def test_on_publish_hook_rewrites_data_or_refuses() -> None:
 
     async with serve(hub) as url, contextlib.AsyncExitStack() as stack:
         client, _ = await connected(url, stack, token=hs256("alice"))
-        # "news" has allow_publish=False: the hook, not the namespace option, decides.
         sub, sub_events = await subscribed(client, "news:mod")
 
         await sub.publish({"text": "hello"})
@@ -345,12 +348,15 @@ async def test_presence_and_presence_stats_list_every_connection() -> None:
         assert exc_info.value.code == 108
 
 
-async def test_join_and_leave_events_seen_by_another_subscriber() -> None:
+async def test_join_and_leave_events_seen_by_another_subscriber_and_the_own_join() -> None:
     hub = make_hub()
     async with serve(hub) as url, contextlib.AsyncExitStack() as stack:
         alice, _ = await connected(url, stack, token=hs256("alice", info={"name": "Alice"}))
         bob, _ = await connected(url, stack, token=hs256("bob", info={"name": "Bob"}))
         _, alice_events = await subscribed(alice, "chat:jl", join_leave=True)
+        # As with Centrifugo, a subscriber that asked for join/leave sees its own join too.
+        own = (await alice_events.next("join")).info
+        assert (own.user, own.client, own.conn_info) == ("alice", alice.client_id, {"name": "Alice"})
 
         bob_sub, bob_events = await subscribed(bob, "chat:jl")
         join = (await alice_events.next("join")).info
@@ -360,10 +366,9 @@ async def test_join_and_leave_events_seen_by_another_subscriber() -> None:
         leave = (await alice_events.next("leave")).info
         assert (leave.user, leave.client) == ("bob", bob.client_id)
 
-        # A subscriber that did not ask for join/leave gets none; alice's own join was not
-        # echoed to alice.
+        # A subscriber that did not ask for join/leave gets none.
         assert bob_events.of("join") == bob_events.of("leave") == []
-        assert [ctx.info.user for ctx in alice_events.of("join")] == ["bob"]
+        assert [ctx.info.user for ctx in alice_events.of("join")] == ["alice", "bob"]
 
 
 async def test_history_with_limit_since_and_reverse() -> None:
@@ -424,13 +429,23 @@ async def test_rpc_to_registered_handler_returns_its_data() -> None:
         assert result.data == {"sum": 42, "user": "alice", "method": "add", "meta": {"plan": "pro"}}
 
 
-async def test_rpc_unknown_method_is_104() -> None:
+@pytest.mark.parametrize(
+    ("handlers", "code", "message"),
+    [
+        pytest.param(["known"], 104, "method not found", id="unknown_method_is_104"),
+        # No @hub.rpc at all: RPC is not configured, as Centrifugo without an RPC proxy.
+        pytest.param([], 108, "not available", id="no_handler_at_all_is_108"),
+    ],
+)
+async def test_rpc_refused(handlers: list[str], code: int, message: str) -> None:
     hub = make_hub()
+    for name in handlers:
+        hub.rpc(name)(lambda ctx, data: asyncio.sleep(0))
     async with serve(hub) as url, contextlib.AsyncExitStack() as stack:
         client, _ = await connected(url, stack, token=hs256("alice"))
         with pytest.raises(SDKReplyError) as exc_info:
             await client.rpc("nope", {})
-        assert (exc_info.value.code, exc_info.value.message) == (104, "method not found")
+        assert (exc_info.value.code, exc_info.value.message) == (code, message)
         assert client.state == ClientState.CONNECTED
 
 
@@ -608,7 +623,7 @@ async def test_connection_token_refreshed_with_get_token_keeps_client_connected(
         assert events.of("disconnected") == []
         with pytest.raises(SDKReplyError) as exc_info:
             await client.rpc("missing", {})  # the connection still answers commands
-        assert exc_info.value.code == 104
+        assert exc_info.value.code == 108  # no RPC handler registered: not available
 
 
 async def test_expired_connection_without_refresh_is_closed_with_3005() -> None:
@@ -798,6 +813,30 @@ async def test_subscribe_refused(channel: str, code: int, message: str) -> None:
         assert client.state == ClientState.CONNECTED
 
 
+@pytest.mark.parametrize(
+    "sub_token",
+    [
+        pytest.param("not-a-jwt", id="malformed"),
+        pytest.param(jwt.encode({"sub": "alice", "channel": "$chat:x"}, "another-secret-" * 3, "HS256"), id="forged"),
+    ],
+)
+async def test_invalid_subscription_token_is_103_and_the_connection_stays(sub_token: str) -> None:
+    # As with Centrifugo: a bad subscription token fails that subscribe; only a bad connection
+    # token is worth a disconnect.
+    hub = make_hub()
+    async with serve(hub) as url, contextlib.AsyncExitStack() as stack:
+        client, client_events = await connected(url, stack, token=hs256("alice"))
+        events = Events()
+        sub = client.new_subscription("$chat:x", events=events, token=sub_token)
+        await sub.subscribe()
+        ctx = await events.next("unsubscribed")
+        assert ctx.code == 103
+        assert sub.state == SubscriptionState.UNSUBSCRIBED
+        assert client.state == ClientState.CONNECTED
+        assert client_events.of("disconnected") == []
+        await subscribed(client, "chat:after")  # the same connection goes on serving
+
+
 async def test_user_limited_channel_allows_its_user() -> None:
     hub = make_hub()
     async with serve(hub) as url, contextlib.AsyncExitStack() as stack:
@@ -819,7 +858,7 @@ async def test_hub_disconnect_closes_the_users_connections_with_3503() -> None:
         assert bob.state == ClientState.CONNECTED
         with pytest.raises(SDKReplyError) as exc_info:
             await bob.rpc("nothing", {})  # bob's connection is untouched and answers
-        assert exc_info.value.code == 104
+        assert exc_info.value.code == 108  # no RPC handler registered: not available
 
 
 async def test_hub_unsubscribe_user_ends_the_subscription_with_2000() -> None:

@@ -69,7 +69,8 @@ class Hub(Node):
         return func
 
     def on_publish(self, func: OnPublish) -> OnPublish:
-        """Register the publish hook; it decides client publications (and may replace data)."""
+        """Register the publish hook; it refines client publications the namespace allows
+        (refuses them, or replaces their data)."""
         self.hooks.on_publish = func
         return func
 
@@ -184,7 +185,7 @@ class Hub(Node):
         initial_connect: str | None = None,
     ) -> None:
         try:
-            session = self.open_session(transport, codec, user=None)
+            session = self.open_session(transport, codec, user=None, client_ip=_client_ip(websocket))
         except Disconnect as exc:
             await transport.close(exc.code, exc.reason)
             return
@@ -232,6 +233,7 @@ class Hub(Node):
                 RawCodec(ping=ping),
                 user=user,
                 conn_info=None if info is None else to_raw(info),
+                client_ip=_client_ip(websocket),
             )
         except Disconnect as exc:
             raise WebSocketException(exc.code, exc.reason) from None  # Starlette closes with the code
@@ -253,3 +255,9 @@ class Hub(Node):
         finally:
             session.close(NORMAL_CLOSURE, "")
             await runner
+
+
+def _client_ip(websocket: WebSocket) -> str | None:
+    """The peer's IP as the ASGI server reports it (the proxy's, unless the server is told to
+    trust its forwarded headers: uvicorn ``--proxy-headers --forwarded-allow-ips``)."""
+    return websocket.client.host if websocket.client is not None else None

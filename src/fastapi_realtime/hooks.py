@@ -41,7 +41,9 @@ class TokenVerifier(Protocol):
     """Checks tokens. :class:`~.auth.JWTAuth` is the one shipped; anything with these methods works.
 
     Both raise :class:`~.protocol.errors.ReplyError` 109 for an expired token and
-    :class:`~.protocol.errors.Disconnect` 3500 for an invalid one.
+    :class:`~.protocol.errors.Disconnect` 3500 for an invalid one. For a ``subscribe`` the hub
+    turns that 3500 into error 103 (the connection stays, as with Centrifugo); for ``connect``,
+    ``refresh`` and ``sub_refresh`` the connection is closed.
     """
 
     def connection(self, token: str) -> Credentials: ...
@@ -71,7 +73,12 @@ class ConnectReply:
 
 @dataclass(frozen=True, slots=True)
 class SubscribeContext:
-    """What ``on_subscribe`` sees. ``grant`` is what a subscription token said, if any."""
+    """What ``on_subscribe`` sees. ``grant`` is what a subscription token said, if any.
+
+    Returning a grant allows the subscription (``$`` channels and namespaces closed to clients
+    included, as a subscription token does); ``None`` leaves the namespace's rules to decide;
+    raising refuses. No grant opens a channel of another user's ``#`` list.
+    """
 
     client: str
     user: str
@@ -82,7 +89,9 @@ class SubscribeContext:
 
 @dataclass(frozen=True, slots=True)
 class PublishContext:
-    """What ``on_publish`` sees. Returning a value replaces the published data."""
+    """What ``on_publish`` sees. It runs only for a publication the permission model already
+    allows (see :mod:`~fastapi_realtime.permissions`): raising refuses it, returning a value
+    replaces the published data, returning ``None`` keeps it."""
 
     client: str
     user: str

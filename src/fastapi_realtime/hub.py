@@ -33,13 +33,14 @@ from .brokers.memory import MemoryBroker
 from .channels import Channel, parse_channel
 from .hooks import Hooks, TokenVerifier
 from .idempotency import IdempotencyCache
+from .limits import IPLimits
 from .observe import Observer
 from .protocol.codecs import Codec
 from .protocol.codes import DisconnectCode, ErrorCode, UnsubscribeCode
 from .protocol.errors import Disconnect, ReplyError
 from .protocol.messages import ClientInfo, Publication, RawJSON, StreamPosition, to_raw
 from .session import Flusher, Session, Subscription, Transport
-from .settings import HubSettings
+from .settings import INSECURE_ENV, HubSettings
 
 log = logging.getLogger("fastapi_realtime.hub")
 
@@ -87,6 +88,9 @@ class Node:
         self._channels: dict[str, _ChannelState] = {}
         self._sessions: dict[str, Session] = {}
         self._users: dict[str, set[Session]] = {}
+        self._ip_limits = IPLimits(self.settings)
+        self._session_ips: dict[str, str] = {}
+        """Client IP of each session that came with one (for ``IPLimits.release``)."""
         self._started = False
         self._closing = False
         self._no_sessions = asyncio.Event()
@@ -111,12 +115,24 @@ class Node:
         """Start the broker and the presence refresher. Idempotent."""
         if self._started:
             return
+        self._check_insecure()
         await self.broker.start(self)
         self._slice_started = asyncio.get_running_loop().time()
         self._started_at = time.monotonic()
         self._presence_task = asyncio.create_task(self._refresh_presence_forever(), name="hub-presence")
         self._started = True
         self._closing = False
+
+    def _check_insecure(self) -> None:
+        if not self.settings.insecure:
+            return
+        name, value = INSECURE_ENV
+        if os.environ.get(name) != value:
+            raise RuntimeError(
+                f"HubSettings(insecure=True) lets every client do anything (development only); "
+                f"set the environment variable {name}={value!r} to start such a hub"
+            )
+        log.warning("INSECURE hub: every client may connect without a token and do anything (development only)")
 
     async def close(self) -> None:
         """Shut down gracefully: refuse new sessions, close every session with 3001
@@ -161,18 +177,32 @@ class Node:
         *,
         user: str | None = "",
         conn_info: RawJSON | None = None,
+        client_ip: str | None = None,
     ) -> Session:
         """Create a session for a new connection. Raises :class:`Disconnect` when the hub is
-        not running (3001) or already holds ``max_connections`` sessions (3504).
+        not running (3001), already holds ``max_connections`` sessions, or ``user`` its
+        ``max_connections_per_user``, or ``client_ip`` its ``max_connections_per_ip`` (3504),
+        or ``client_ip`` connects faster than ``connect_rate_per_ip`` allows (3013).
 
         ``user=None``: not authenticated yet; the session gets no broadcasts and no server-side
-        subscriptions until :meth:`set_user` says who it is.
+        subscriptions until :meth:`set_user` says who it is. ``client_ip``: the peer's address
+        (``websocket.client.host``); ``None`` (unknown) skips the per-IP limits.
         """
         if not self._started or self._closing:
             raise Disconnect(DisconnectCode.SHUTDOWN)
         if len(self._sessions) >= self.settings.max_connections:
             raise Disconnect(DisconnectCode.CONNECTION_LIMIT)
+        if user:
+            self._check_user_limit(user)
+        if client_ip is not None:
+            try:
+                self._ip_limits.admit(client_ip)
+            except Disconnect as exc:
+                log.info("connection from %s refused: %s", client_ip, exc.reason)
+                raise
         session = Session(transport, codec, self.settings, user=user or "", conn_info=conn_info, flusher=self._flusher)
+        if client_ip is not None:
+            self._session_ips[session.id] = client_ip
         self._sessions[session.id] = session
         if user is not None:
             self.set_user(session, user, conn_info)
@@ -187,11 +217,20 @@ class Node:
             await self._detach(session)
 
     def set_user(self, session: Session, user: str, conn_info: RawJSON | None = None) -> None:
-        """Record who ``session`` is once it authenticated (before it subscribes)."""
+        """Record who ``session`` is once it authenticated (before it subscribes). Raises
+        :class:`Disconnect` 3504 when ``user`` has ``max_connections_per_user`` already."""
+        if user:
+            self._check_user_limit(user, session)
         self._forget_user(session)
         session.user, session.conn_info = user, conn_info
         session.authenticated = True
         self._users.setdefault(user, set()).add(session)
+
+    def _check_user_limit(self, user: str, session: Session | None = None) -> None:
+        sessions = self._users.get(user, ())
+        if session not in sessions and len(sessions) >= self.settings.max_connections_per_user:
+            log.info("connection of user %r refused: %d connections already", user, len(sessions))
+            raise Disconnect(DisconnectCode.CONNECTION_LIMIT)
 
     def _forget_user(self, session: Session) -> None:
         sessions = self._users.get(session.user) if session.authenticated else None
@@ -208,6 +247,9 @@ class Node:
             except Exception:  # the broker failed; the session is gone from this hub all the same
                 log.exception("removing session %s from %s failed", session.id, channel)
         self._sessions.pop(session.id, None)
+        ip = self._session_ips.pop(session.id, None)
+        if ip is not None:
+            self._ip_limits.release(ip)
         self._forget_user(session)
         for callback in self.on_session_closed:
             try:
@@ -240,7 +282,8 @@ class Node:
 
         Publications are buffered in the session until :meth:`Session.finish_subscribe`, so
         that the caller can send its subscribe reply first. Raises :class:`ReplyError`
-        105 (already subscribed), 106 (channel limit), 107/102 (bad or unknown channel).
+        105 (already subscribed), 106 (channel limit, or ``presence_max_clients`` present
+        already), 107/102 (bad or unknown channel).
         """
         channel = self.channel(name)
         if name in session.subscriptions:
@@ -262,6 +305,8 @@ class Node:
                         state.broker_subscribed = True
             info = session.info(chan_info)
             if channel.options.presence:
+                if await self.broker.presence_count(name) >= self.settings.presence_max_clients:
+                    raise ReplyError(ErrorCode.LIMIT_EXCEEDED, "presence limit exceeded")
                 await self.broker.add_presence(name, info, self.settings.presence_ttl)
             if channel.options.join_leave:
                 await self.broker.publish_join(name, info)
@@ -414,7 +459,16 @@ class Node:
 
     async def _join(self, session: Session, channel: str) -> None:
         await self.subscribe(session, channel)
-        session.finish_subscribe(channel)
+        self.finish_subscribe(session, channel)
+
+    def finish_subscribe(self, session: Session, channel: str, after_offset: int = 0) -> None:
+        """End a subscribe of ``session`` once its reply is queued: queue the publications that
+        came meanwhile (see :meth:`Session.finish_subscribe`), then its own join event, if it
+        asked for join/leave (as Centrifugo, a client sees its own join, after its reply)."""
+        session.finish_subscribe(channel, after_offset)
+        sub = session.subscriptions.get(channel)
+        if sub is not None and sub.join_leave:
+            session.deliver_join(channel, session.info(sub.chan_info))
 
     async def disconnect(
         self,
@@ -456,7 +510,7 @@ class Node:
         state = self._channels.get(channel)
         if state is not None:
             for session in state.sessions:
-                if session.id != info.client:
+                if session.id != info.client:  # the joiner's own join comes from finish_subscribe
                     session.deliver_join(channel, info, leave=leave)
 
     def on_broker_state(self, up: bool) -> None: ...

@@ -6,7 +6,7 @@ Each limit states its unit, its default and what a client gets when it hits the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 from .origins import OriginPolicy
 
@@ -28,24 +28,75 @@ class ChannelOptions:
     """Track who is subscribed (``Hub.presence``, the ``presence`` command)."""
     join_leave: bool = False
     """Emit join/leave events to subscribers that ask for them (``join_leave`` in subscribe)."""
-    allow_subscribe: bool = True
-    """Clients may subscribe without a subscription token (``$private`` channels always need one)."""
-    allow_publish: bool = False
-    """Clients may publish (the server may always publish). Refused with 103 otherwise."""
-    allow_history: bool = True
+    # -- who may do what (Centrifugo's names and meaning). "client": any connection, subscribed
+    # or not; "subscriber": connections subscribed to the channel; "anonymous": lets the
+    # matching "client"/"subscriber" rule also cover connections without a user (user "").
+    # Whatever they say, a ``$`` channel is readable only with a subscription token or an
+    # ``on_subscribe`` grant, so its "client" rules reach only its subscribers; a ``#42``
+    # channel only ever admits user 42; ``HubSettings.insecure`` allows everything.
+    allow_subscribe_for_client: bool = True
+    """Authenticated clients may subscribe without a subscription token (not to ``$`` channels)."""
+    allow_subscribe_for_anonymous: bool = True
+    """... and so may anonymous ones (the hub admits them only with ``HubSettings.allow_anonymous``)."""
+    allow_publish_for_subscriber: bool = False
+    """Subscribers may publish into the channel. Refused with 103 otherwise."""
+    allow_publish_for_client: bool = False
+    """Any client may publish, subscribed or not (only subscribers for ``$`` channels)."""
+    allow_publish_for_anonymous: bool = False
+    """Anonymous clients may publish where one of the two rules above allows it."""
+    allow_history_for_subscriber: bool = True
     """Subscribers may read history (when ``history_size > 0``); others get 103."""
-    allow_presence: bool = True
-    """Subscribers may read presence (when ``presence``); others get 103."""
+    allow_history_for_client: bool = False
+    """Any client may read history, subscribed or not (only subscribers for ``$`` channels)."""
+    allow_history_for_anonymous: bool = True
+    """Anonymous clients may read history where one of the two rules above allows it."""
+    allow_presence_for_subscriber: bool = True
+    """Subscribers may read presence and presence stats (when ``presence``); others get 103."""
+    allow_presence_for_client: bool = False
+    """Any client may read presence, subscribed or not (only subscribers for ``$`` channels)."""
+    allow_presence_for_anonymous: bool = True
+    """Anonymous clients may read presence where one of the two rules above allows it."""
     allow_recovery: bool = True
     """Subscribers may recover missed publications after a reconnect (needs history)."""
 
-    def __post_init__(self) -> None:
+    # The names of releases before the split, kept so existing code runs unchanged. Each sets
+    # its whole group: ``allow_publish=True`` is ``allow_publish_for_client`` plus
+    # ``allow_publish_for_anonymous`` (what it allowed before, minus the holes the permission
+    # model closes); ``allow_subscribe``, ``allow_history`` and ``allow_presence`` set their
+    # ``_for_client``/``_for_subscriber`` and ``_for_anonymous`` rules as they were.
+    allow_publish: InitVar[bool | None] = None
+    allow_subscribe: InitVar[bool | None] = None
+    allow_history: InitVar[bool | None] = None
+    allow_presence: InitVar[bool | None] = None
+
+    def __post_init__(
+        self,
+        allow_publish: bool | None,
+        allow_subscribe: bool | None,
+        allow_history: bool | None,
+        allow_presence: bool | None,
+    ) -> None:
         if self.history_size < 0 or self.history_ttl <= 0:
             raise ValueError("history_size must be >= 0 and history_ttl > 0")
+        legacy = {
+            ("allow_publish_for_client", "allow_publish_for_anonymous"): allow_publish,
+            ("allow_subscribe_for_client", "allow_subscribe_for_anonymous"): allow_subscribe,
+            ("allow_history_for_subscriber", "allow_history_for_anonymous"): allow_history,
+            ("allow_presence_for_subscriber", "allow_presence_for_anonymous"): allow_presence,
+        }
+        for names, value in legacy.items():
+            if value is not None:
+                for name in names:
+                    object.__setattr__(self, name, value)
 
     @property
     def history(self) -> bool:
         return self.history_size > 0
+
+
+INSECURE_ENV = ("FASTAPI_REALTIME_INSECURE", "I know")
+"""The environment variable, and its value, without which a hub with ``insecure=True`` refuses
+to start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +119,37 @@ class HubSettings:
     client_command_rate: float = 100.0
     """Commands per second one client may send, sustained (a token bucket)."""
     client_command_burst: int = 200
-    """Commands one client may send at once. Over the bucket: error 111 ``too many requests``;
-    after ``client_command_burst`` refusals in a row: disconnect 3013."""
+    """Commands one client may send at once. Over the bucket: error 111 ``too many requests``."""
+    client_command_refusals: int = 100
+    """Error-111 refusals one client may collect within ``client_command_refusals_window``.
+    One more: disconnect 3013 ``too many requests`` (the SDKs reconnect with backoff)."""
+    client_command_refusals_window: float = 10.0
+    """Seconds of the refusal window. It opens at a client's first refusal and closes this long
+    after; the next refusal opens a new one. A client refused at more than
+    ``client_command_refusals / client_command_refusals_window`` per second is disconnected,
+    however many of its commands are accepted in between."""
     publish_slice: float = 0.1
     """Seconds back-to-back publishing may hold the event loop before ``publish`` yields, so a
     burst cannot freeze other work. Larger: more messages per frame, longer stalls (see
     ``bench/fanout.py``)."""
     max_connections: int = 20_000
     """Connections one hub accepts at once. Over it: close 3504 ``connection limit``."""
+    max_connections_per_user: int = 100
+    """Connections of one user (not anonymous ones) one hub accepts at once. Over it: close 3504
+    ``connection limit`` at connect."""
+    max_connections_per_ip: int = 1_000
+    """Connections from one client IP one hub accepts at once. Over it: close 3504 ``connection
+    limit``. The IP is the ASGI server's view (``websocket.client``): behind a proxy, run uvicorn
+    with ``--proxy-headers --forwarded-allow-ips=<proxy IP>`` or every client shares the proxy's."""
+    connect_rate_per_ip: float = 20.0
+    """New connections per second from one client IP, sustained (a token bucket)."""
+    connect_burst_per_ip: int = 100
+    """New connections from one client IP at once. Over the bucket: close 3013 ``too many
+    requests`` (the SDKs reconnect with backoff)."""
+    presence_max_clients: int = 10_000
+    """Clients in the presence of one channel (namespaces with ``presence``). A subscribe that
+    would go over it: error 106 ``limit exceeded``. Checked against the broker before the
+    client is added, so subscribes racing on several hubs may pass it by a few."""
 
     ping_interval: float = 25.0
     """Seconds between server pings (0 disables them)."""
@@ -87,6 +161,12 @@ class HubSettings:
 
     allow_anonymous: bool = False
     """Accept a connect without a token (user ``""``). Refused otherwise with error 101."""
+    insecure: bool = False
+    """Development only, as Centrifugo's ``client.insecure``: connect without a token, and
+    subscribe, publish, read history and presence in every channel (``$`` and ``#`` ones too).
+    The hub refuses to start with it unless the environment variable
+    ``FASTAPI_REALTIME_INSECURE`` is ``"I know"`` (see :data:`INSECURE_ENV`), and logs a warning
+    when it starts: a committed ``insecure=True`` cannot open a production deployment."""
     expired_close_delay: float = 25.0
     """Seconds past a token's expiry before the connection is closed with 3005 (or the
     subscription ended with 2501) when the client has not refreshed it."""
@@ -139,7 +219,14 @@ class HubSettings:
             "client_channel_limit": self.client_channel_limit,
             "client_command_rate": self.client_command_rate,
             "client_command_burst": self.client_command_burst,
+            "client_command_refusals": self.client_command_refusals,
+            "client_command_refusals_window": self.client_command_refusals_window,
             "max_connections": self.max_connections,
+            "max_connections_per_user": self.max_connections_per_user,
+            "max_connections_per_ip": self.max_connections_per_ip,
+            "connect_rate_per_ip": self.connect_rate_per_ip,
+            "connect_burst_per_ip": self.connect_burst_per_ip,
+            "presence_max_clients": self.presence_max_clients,
             "pong_timeout": self.pong_timeout,
             "client_stale_close_delay": self.client_stale_close_delay,
             "presence_ttl": self.presence_ttl,

@@ -15,7 +15,7 @@ from fastapi_realtime.server.config import ServerConfig, load_config
 from fastapi_realtime.server.hub import ServerHub
 
 WAIT = 5.0
-CHAT = {"history_size": 10, "presence": True, "allow_publish": True}
+CHAT = {"history_size": 10, "presence": True, "allow_publish_for_subscriber": True, "allow_publish_for_anonymous": True}
 
 
 def config(**values: Any) -> ServerConfig:

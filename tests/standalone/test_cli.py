@@ -45,7 +45,7 @@ pong_timeout = 5
 [namespaces.chat]
 history_size = 10
 presence = true
-allow_publish = true
+allow_publish_for_subscriber = true
 """
     )
     return path
@@ -207,7 +207,7 @@ def test_check_config_of_a_centrifugo_file(tmp_path: Path) -> None:
     assert printed["allowed_origins"] == ["http://localhost:3000"]
     assert printed["limits"]["ping_interval"] == 10.0
     assert printed["namespaces"][""]["presence"] is True
-    assert printed["namespaces"]["chat"]["allow_publish"] is True
+    assert printed["namespaces"]["chat"]["allow_publish_for_subscriber"] is True
     assert printed["namespaces"]["chat"]["history_ttl"] == 300.0
 
 

@@ -52,7 +52,9 @@ engine:
     settings = config.hub_settings()
     assert settings.allow_anonymous is True
     assert settings.client_queue_max_bytes == 2048
-    assert settings.namespaces["feed"] == ChannelOptions(history_size=5, history_ttl=60.0, allow_history=False)
+    assert settings.namespaces["feed"] == ChannelOptions(
+        history_size=5, history_ttl=60.0, allow_history_for_subscriber=False
+    )
     assert settings.namespaces[""] == ChannelOptions()
     assert config.broker == "redis://127.0.0.1:6390"
     assert config.redis.prefix == "app"

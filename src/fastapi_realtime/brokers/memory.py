@@ -169,6 +169,9 @@ class MemoryBroker(Broker):
             if not entries:
                 del self._presence[channel]
 
+    async def presence_count(self, channel: str) -> int:
+        return len(self._presence.get(channel, ()))  # expired entries count until the sweep
+
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
         now = self._clock()
         entries = self._presence.get(channel, {})

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
 from .._version import __version__
+from ..channels import Channel
 from ..hooks import (
     ConnectContext,
     ConnectReply,
@@ -25,6 +26,7 @@ from ..hooks import (
     RPCContext,
 )
 from ..hub import Node
+from ..permissions import Action, may
 from ..protocol import encode
 from ..protocol.codecs import CentrifugeCodec
 from ..protocol.codes import DisconnectCode, ErrorCode
@@ -44,7 +46,7 @@ from ..protocol.commands import (
 )
 from ..protocol.errors import Disconnect, ReplyError
 from ..protocol.messages import from_raw, to_raw
-from ..ratelimit import TokenBucket
+from ..ratelimit import RefusalWindow, TokenBucket
 from ..session import Frame, Session
 from .subscriptions import Result, Subscriptions, ttl_until
 
@@ -68,7 +70,7 @@ class ClientHandler:
     unidirectional session (``CentrifugeCodec(unidirectional=True)``) sends one connect request
     (its first message, or ``initial_connect`` taken from the URL) and then only listens:
     it gets a ``connect`` push, pushes for its server-side subscriptions, and a ``disconnect``
-    push before the close frame.
+    push before the close frame. ``clock`` (monotonic seconds) drives the command rate limit.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class ClientHandler:
         transport_name: str = "websocket",
         headers: Mapping[str, str] | None = None,
         initial_connect: Frame | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.hub = hub
         self.session = session
@@ -93,8 +96,10 @@ class ClientHandler:
         self.headers = dict(headers or {})
         self.connected = False
         self.credentials: Credentials | None = None
-        self._bucket = TokenBucket(self.settings.client_command_rate, self.settings.client_command_burst)
-        self._refused_in_a_row = 0
+        self._bucket = TokenBucket(self.settings.client_command_rate, self.settings.client_command_burst, clock)
+        self._refusals = RefusalWindow(
+            self.settings.client_command_refusals, self.settings.client_command_refusals_window, clock
+        )
         self._deadline: asyncio.TimerHandle | None = None
         """Closes a stale connection before connect, expires or refreshes it after."""
         self._server_refresh = False
@@ -168,13 +173,11 @@ class ClientHandler:
                 session.close(DisconnectCode.BAD_REQUEST, "unexpected pong")
             return
         if not self._bucket.take():
-            self._refused_in_a_row += 1
-            if self._refused_in_a_row > self.settings.client_command_burst:
+            if self._refusals.refuse():
                 session.close(DisconnectCode.TOO_MANY_REQUESTS)
             elif cmd.id:
                 session.enqueue(encode.error_reply(cmd.id, ReplyError(ErrorCode.TOO_MANY_REQUESTS)))
             return
-        self._refused_in_a_row = 0
         if (cmd.method == "connect") == self.connected:
             session.close(DisconnectCode.BAD_REQUEST, "connect first" if not self.connected else "already connected")
             return
@@ -249,7 +252,7 @@ class ClientHandler:
             if answer is not None:
                 credentials, reply_data = answer.credentials, answer.data
         if credentials is None:
-            if not self.settings.allow_anonymous:
+            if not (self.settings.allow_anonymous or self.settings.insecure):
                 raise ReplyError(ErrorCode.UNAUTHORIZED)
             credentials = Credentials(user="")
         self.credentials = credentials
@@ -274,7 +277,7 @@ class ClientHandler:
             self.codec.connect(result) if self.unidirectional else encode.reply(cmd_id, "connect", result)
         )
         for channel, after in positions.items():
-            self.session.finish_subscribe(channel, after)
+            self.hub.finish_subscribe(self.session, channel, after)
         self.subscriptions.accept_server_subscriptions()
         self.session.start_pinging()
 
@@ -355,38 +358,35 @@ class ClientHandler:
         self._apply_expiry(result, credentials.expire_at)
         return result
 
-    # -- subscriptions ----------------------------------------------------------------
-
     # -- publish, presence, history, rpc ----------------------------------------------
 
     async def _publish(self, req: PublishRequest) -> Result:
         channel = self.hub.channel(req.channel)
+        self._check(Action.PUBLISH, channel)
         data: Any = req.data
-        if self.hooks.on_publish is not None:
+        if self.hooks.on_publish is not None:  # refines an allowed publish: may refuse or rewrite it
             ctx = PublishContext(
                 client=self.session.id, user=self.session.user, channel=req.channel, data=from_raw(req.data)
             )
             replaced = await self.hooks.on_publish(ctx)
             if replaced is not None:
                 data = replaced
-        elif not channel.options.allow_publish:
-            raise ReplyError(ErrorCode.PERMISSION_DENIED)
-        if not channel.allows_user(self.session.user):
-            raise ReplyError(ErrorCode.PERMISSION_DENIED)
         sub = self.session.subscriptions.get(req.channel)
         info = self.session.info(sub.chan_info if sub else None)
         await self.hub.publish(req.channel, data, info=info)
         return {}
 
-    def _require_subscribed(self, channel: str, allowed: bool) -> None:
-        if not allowed or channel not in self.session.subscriptions:
+    def _check(self, action: Action, channel: Channel) -> None:
+        """Refuse ``action`` with 103 unless the permission model allows it (see :mod:`.permissions`)."""
+        subscribed = channel.name in self.session.subscriptions
+        if not may(action, channel, self.session.user, subscribed=subscribed, insecure=self.settings.insecure):
             raise ReplyError(ErrorCode.PERMISSION_DENIED)
 
     async def _presence(self, method: str, req: ChannelRequest) -> Result:
-        options = self.hub.channel(req.channel).options
-        if not options.presence:
+        channel = self.hub.channel(req.channel)
+        if not channel.options.presence:
             raise ReplyError(ErrorCode.NOT_AVAILABLE)
-        self._require_subscribed(req.channel, options.allow_presence)
+        self._check(Action.PRESENCE, channel)
         if method == "presence_stats":
             clients, users = await self.hub.presence_stats(req.channel)
             return {"num_clients": clients, "num_users": users}
@@ -394,10 +394,10 @@ class ClientHandler:
         return {"presence": {cid: encode.client_info_dict(info) for cid, info in entries.items()}}
 
     async def _history(self, req: HistoryRequest) -> Result:
-        options = self.hub.channel(req.channel).options
-        if not options.history:
+        channel = self.hub.channel(req.channel)
+        if not channel.options.history:
             raise ReplyError(ErrorCode.NOT_AVAILABLE)
-        self._require_subscribed(req.channel, options.allow_history)
+        self._check(Action.HISTORY, channel)
         limit = None if req.limit < 0 else req.limit
         result = await self.hub.history(req.channel, since=req.since, limit=limit, reverse=req.reverse)
         out: Result = {"publications": [encode.publication_dict(p) for p in result.publications]}
@@ -409,6 +409,8 @@ class ClientHandler:
         return RPCContext(client=self.session.id, user=self.session.user, method=method, meta=meta)
 
     async def _rpc(self, req: RPCRequest) -> Result:
+        if not self.hooks.rpc:  # as Centrifugo without an RPC proxy: RPC is not configured at all
+            raise ReplyError(ErrorCode.NOT_AVAILABLE)
         handler = self.hooks.rpc.get(req.method)
         if handler is None:
             raise ReplyError(ErrorCode.METHOD_NOT_FOUND)

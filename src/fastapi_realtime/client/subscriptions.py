@@ -7,6 +7,7 @@ server-side subscriptions (at connect and at run time) and subscription expiry.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -16,11 +17,12 @@ import orjson
 
 from ..hooks import SubscribeContext, SubscriptionGrant
 from ..hub import Node, read_history
+from ..permissions import Action, may, may_subscribe
 from ..protocol import encode
 from ..protocol.codecs import CentrifugeCodec
 from ..protocol.codes import ErrorCode, UnsubscribeCode
 from ..protocol.commands import SubRefreshRequest, SubscribeRequest
-from ..protocol.errors import ReplyError
+from ..protocol.errors import Disconnect, ReplyError
 from ..protocol.messages import Publication, StreamPosition, from_raw, to_raw
 from ..session import Session
 
@@ -83,7 +85,10 @@ class Subscriptions:
         if req.token:
             if self.verifier is None:
                 raise ReplyError(ErrorCode.PERMISSION_DENIED, "subscription tokens are not configured")
-            grant = self.verifier.subscription(req.token, req.channel, self.session.user)
+            try:
+                grant = self.verifier.subscription(req.token, req.channel, self.session.user)
+            except Disconnect:  # a bad subscription token fails this subscribe, not the connection
+                raise ReplyError(ErrorCode.PERMISSION_DENIED, "invalid subscription token") from None
         if self.hooks.on_subscribe is not None:
             ctx = SubscribeContext(
                 client=self.session.id,
@@ -93,13 +98,14 @@ class Subscriptions:
                 grant=grant,
             )
             grant = await self.hooks.on_subscribe(ctx) or grant
-        if grant is None and (channel.private or not channel.options.allow_subscribe):
+        user, insecure = self.session.user, self.settings.insecure
+        if not may_subscribe(channel, user, granted=grant is not None, insecure=insecure):
             raise ReplyError(ErrorCode.PERMISSION_DENIED)
-        if not channel.allows_user(self.session.user):
-            raise ReplyError(ErrorCode.PERMISSION_DENIED)
+        if req.join_leave and not may(Action.PRESENCE, channel, user, subscribed=True, insecure=insecure):
+            req = dataclasses.replace(req, join_leave=False)  # join/leave events tell who is present
         result, after = await self.join(req, grant=grant or SubscriptionGrant())
         self.session.enqueue(encode.reply(cmd_id, "subscribe", result))
-        self.session.finish_subscribe(req.channel, after)
+        self.hub.finish_subscribe(self.session, req.channel, after)
 
     async def unsubscribe(self, channel: str) -> None:
         """The ``unsubscribe`` command."""
@@ -221,7 +227,7 @@ class Subscriptions:
         results, positions = await self.join_server_side([channel], {})
         if channel in results:
             self.session.enqueue(self.codec.subscribe(channel, results[channel]))
-            self.session.finish_subscribe(channel, positions[channel])
+            self.hub.finish_subscribe(self.session, channel, positions[channel])
 
     # -- expiry and state -------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """Translate the common subset of a Centrifugo v6 config into this server's own format.
 
 Centrifugo v6 nests its options (``client.token.hmac_secret_key``, ``channel.namespaces[]``,
-``http_api.key``, ...). Every option listed in :data:`OPTIONS` (and every channel option of
-:data:`CHANNEL_OPTIONS`) is mapped; any other option is an error naming it, so a setting
-never silently stops applying. Durations are Go duration strings (``"25s"``, ``"720h"``).
+``http_api.key``, ...). Every option listed in :data:`OPTIONS` is mapped, and a channel
+option is taken when :class:`~fastapi_realtime.ChannelOptions` has a field of its name (they
+use Centrifugo's names); any other option is an error naming it, so a setting never silently
+stops applying. Durations are Go duration strings (``"25s"``, ``"720h"``).
 Pure: no I/O.
 """
 
@@ -87,20 +88,6 @@ ALWAYS_ON = {"health.enabled", "admin.secret"}
 """Accepted and without effect: ``/health`` is always served; the admin page needs no
 session secret (it sends the password with each request)."""
 
-CHANNEL_OPTIONS: dict[str, tuple[str, Convert]] = {
-    "presence": ("presence", _same),
-    "join_leave": ("join_leave", _same),
-    "history_size": ("history_size", _same),
-    "history_ttl": ("history_ttl", duration),
-    "allow_subscribe_for_client": ("allow_subscribe", _same),
-    "allow_publish_for_subscriber": ("allow_publish", _same),
-    "allow_publish_for_client": ("allow_publish", _same),
-    "allow_history_for_subscriber": ("allow_history", _same),
-    "allow_presence_for_subscriber": ("allow_presence", _same),
-}
-"""Centrifugo channel option -> (:class:`ChannelOptions` field, conversion), for the names that
-differ; a name that is a :class:`ChannelOptions` field itself maps to that field."""
-
 
 def translate(data: Mapping[str, Any], channel_fields: frozenset[str] | None = None) -> dict[str, Any]:
     """This server's config (nested dict) for a Centrifugo v6 config ``data``.
@@ -162,14 +149,11 @@ def _channel_options(options: Any, where: str, fields: frozenset[str]) -> dict[s
         raise ValueError(f"{where} must be an object")
     out: dict[str, Any] = {}
     for key, value in options.items():
-        if key in CHANNEL_OPTIONS and CHANNEL_OPTIONS[key][0] in fields:
-            target, convert = CHANNEL_OPTIONS[key]
-        elif key in fields:
-            target, convert = key, (duration if key.endswith("_ttl") else _same)
-        else:
+        if key not in fields:
             raise ValueError(f"unsupported Centrifugo channel option {where}.{key}")
+        convert = duration if key.endswith("_ttl") else _same
         try:
-            out[target] = convert(value)
+            out[key] = convert(value)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}.{key}: {exc}") from None
     return out

@@ -47,7 +47,12 @@ def _model_of(cls: type[Any], name: str, exclude: tuple[str, ...] = ()) -> type[
     """A pydantic model with the fields (types and defaults) of dataclass ``cls``; extra keys forbidden."""
     hints = typing.get_type_hints(cls)
     fields: dict[str, Any] = {
-        f.name: (hints[f.name], f.default) for f in dataclasses.fields(cls) if f.name not in exclude
+        f.name: (
+            hints[f.name],
+            f.default if f.default_factory is dataclasses.MISSING else Field(default_factory=f.default_factory),
+        )
+        for f in dataclasses.fields(cls)
+        if f.name not in exclude
     }
     return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
 

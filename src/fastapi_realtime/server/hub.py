@@ -34,13 +34,19 @@ class ServerHub(Hub):
         self.on_session_closed.append(self._count_close)
 
     def open_session(
-        self, transport: Transport, codec: Codec, *, user: str | None = "", conn_info: RawJSON | None = None
+        self,
+        transport: Transport,
+        codec: Codec,
+        *,
+        user: str | None = "",
+        conn_info: RawJSON | None = None,
+        client_ip: str | None = None,
     ) -> Session:
         name = transport_name(codec)
         counted = CountingTransport(
             transport, self.metrics.frames_received.labels(name), self.metrics.frames_sent.labels(name)
         )
-        session = super().open_session(counted, codec, user=user, conn_info=conn_info)
+        session = super().open_session(counted, codec, user=user, conn_info=conn_info, client_ip=client_ip)
         bind_session(session)
         return session
 

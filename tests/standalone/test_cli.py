@@ -300,3 +300,10 @@ def test_token_claims(tmp_path: Path) -> None:
     assert claims["channels"] == ["news", "chat:x"]
     assert claims["info"] == {"n": 1}
     assert 3500 < claims["exp"] - __import__("time").time() <= 3600
+
+
+def test_an_insecure_hub_without_its_environment_variable_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    result = run_cli("serve", "-c", str(toml_config(tmp_path, free_port())), "--set", "limits.insecure=true")
+    assert result.returncode == 3
+    assert "cannot start: HubSettings(insecure=True)" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -82,9 +82,10 @@ class _HubFirstServer(uvicorn.Server):
 
 
 async def _broker_problem(config: ServerConfig) -> str | None:
-    """Why the configured broker cannot be started, or ``None`` (it was started and closed)."""
+    """Why a hub of this config cannot start (its broker unreachable, ``insecure`` without its
+    environment variable), or ``None`` (one was started and closed)."""
     try:
         async with Node(config.hub_settings(), broker=config.make_broker()):
             return None
-    except BrokerError as exc:
+    except (BrokerError, RuntimeError) as exc:
         return str(exc)

@@ -55,9 +55,9 @@ def instruction(name: str) -> list[str]:
     raise AssertionError(f"no {name} in the Dockerfile")
 
 
-@pytest.mark.parametrize("path", [DOCKERFILE, UNIT, NGINX], ids=lambda p: p.name)
-def test_the_readme_shows_each_deployment_file_as_it_is(path: Path) -> None:
-    assert f"```text\n{path.read_text()}```" in README
+@pytest.mark.parametrize(("path", "language"), [(DOCKERFILE, "text"), (UNIT, "text"), (NGINX, "nginx")])
+def test_the_readme_shows_each_deployment_file_as_it_is(path: Path, language: str) -> None:
+    assert f"```{language}\n{path.read_text()}```" in README
 
 
 def test_the_readmes_toml_example_is_a_valid_config(tmp_path: Path) -> None:

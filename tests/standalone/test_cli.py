@@ -307,3 +307,11 @@ def test_an_insecure_hub_without_its_environment_variable_is_one_line_and_exit_3
     assert result.returncode == 3
     assert "cannot start: HubSettings(insecure=True)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_warns_when_no_client_could_connect(tmp_path: Path) -> None:
+    path = tmp_path / "open.toml"
+    path.write_text(f"port = {free_port()}\n")
+    with serving("-c", str(path)) as served:
+        pass
+    assert any("every client connect will be refused with 101" in line for line in served.rest())

@@ -38,6 +38,12 @@ STARTUP_FAILURE = 3
 def serve(config: ServerConfig) -> int:
     """Serve ``config`` until SIGTERM/SIGINT; the exit status (0, or :data:`STARTUP_FAILURE`)."""
     configure_logging(config.log_format, config.log_level)
+    settings = config.hub_settings()
+    if config.auth() is None and not (settings.allow_anonymous or settings.insecure):
+        log.warning(
+            "no token key (token.hmac_secret or token.public_key) and limits.allow_anonymous is false: "
+            "every client connect will be refused with 101"
+        )
     problem = asyncio.run(_broker_problem(config))
     if problem is not None:
         log.error("cannot start: %s", problem)
@@ -56,7 +62,7 @@ def serve(config: ServerConfig) -> int:
         factory=True,
         host=config.host,
         port=config.port,
-        settings=config.hub_settings(),
+        settings=settings,
         workers=config.workers,
         http=f"{WorkerHTTPProtocol.__module__}:{WorkerHTTPProtocol.__qualname__}",
         **common,

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..app import Hub
 from ..protocol.codecs import CentrifugeCodec, Codec
-from ..protocol.messages import Publication, RawJSON
+from ..protocol.messages import Publication
 from ..session import Session, Transport
 from .logs import bind_session
 from .metrics import CountingTransport, Metrics
@@ -33,20 +33,12 @@ class ServerHub(Hub):
         self.observer = self.metrics
         self.on_session_closed.append(self._count_close)
 
-    def open_session(
-        self,
-        transport: Transport,
-        codec: Codec,
-        *,
-        user: str | None = "",
-        conn_info: RawJSON | None = None,
-        client_ip: str | None = None,
-    ) -> Session:
+    def open_session(self, transport: Transport, codec: Codec, **options: Any) -> Session:
         name = transport_name(codec)
         counted = CountingTransport(
             transport, self.metrics.frames_received.labels(name), self.metrics.frames_sent.labels(name)
         )
-        session = super().open_session(counted, codec, user=user, conn_info=conn_info, client_ip=client_ip)
+        session = super().open_session(counted, codec, **options)
         bind_session(session)
         return session
 

@@ -36,6 +36,7 @@ from .exceptions import FeatureNotEnabled, HubNotRunning
 from .hooks import Hooks, TokenVerifier
 from .idempotency import IdempotencyCache
 from .limits import IPLimits
+from .observe import Observer
 from .positions import OutageLog, PositionSync
 from .protocol.codecs import Codec
 from .protocol.codes import DisconnectCode, ErrorCode, UnsubscribeCode
@@ -155,6 +156,8 @@ class Node:
         self._flusher = Flusher()
         self.on_session_closed: list[Callable[[Session], Awaitable[None]]] = []
         """Coroutines called with each session after it closed and left every channel."""
+        self.observer = Observer()
+        """Told about commands, for metrics (see :mod:`.observe`); a no-op by default."""
         self.node_id = secrets.token_hex(8)
         """This hub's id (``info``); unique per hub instance."""
         self._started_at = time.monotonic()

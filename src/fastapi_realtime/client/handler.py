@@ -186,22 +186,28 @@ class ClientHandler:
         if cmd.error is not None:
             session.enqueue(self.codec.error_reply(cmd.id, cmd.error))
             return
+        started = time.perf_counter()
         try:
             result = await self._dispatch(cmd)
         except ReplyError as exc:
+            self.hub.observer.command(cmd.method, time.perf_counter() - started, exc.code)
             session.enqueue(self.codec.error_reply(cmd.id, exc))
             return
         except Disconnect as exc:
+            self.hub.observer.command(cmd.method, time.perf_counter() - started, exc.code)
             session.close(exc.code, exc.reason)
             return
         except BrokerError as exc:  # Redis is down, say: a temporary error the client may retry
+            self.hub.observer.command(cmd.method, time.perf_counter() - started, ErrorCode.INTERNAL)
             log.warning("%s command of client %s failed: %s", cmd.method, session.id, exc)
             session.enqueue(self.codec.error_reply(cmd.id, ReplyError(ErrorCode.INTERNAL)))
             return
         except Exception:
+            self.hub.observer.command(cmd.method, time.perf_counter() - started, ErrorCode.INTERNAL)
             log.exception("%s command of client %s failed", cmd.method, session.id)
             session.enqueue(self.codec.error_reply(cmd.id, ReplyError(ErrorCode.INTERNAL)))
             return
+        self.hub.observer.command(cmd.method, time.perf_counter() - started, 0)
         if result is not None and cmd.id:
             frame = self.codec.reply(cmd.id, cmd.method, result)
             if len(frame) > self.settings.client_reply_max_bytes:

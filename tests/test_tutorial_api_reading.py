@@ -11,12 +11,16 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import pytest
+from fakes import FakeTransport
 from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
 from subprocess_server import uvicorn_process
 from websockets.asyncio.client import connect
 
 from fastapi_realtime import ChannelOptions, Hub, HubSettings
+from fastapi_realtime.protocol.codecs import RawCodec
+from fastapi_realtime.session import SessionClosed
 
 WAIT = 10.0
 """Upper bound of each connection's whole exchange, in seconds."""
@@ -82,3 +86,31 @@ def test_two_testclient_sessions_in_one_room_leave_cleanly_every_time() -> None:
                 assert alice.receive_text() == f"hello {i}"
                 assert bob.receive_text() == f"hello {i}"
     assert hub.stats == {"sessions": 0, "users": 0, "channels": 0, "subscriptions": 0}
+
+
+class WatchedTransport(FakeTransport):
+    """Tells when a receive is waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.receiving = asyncio.Event()
+
+    async def receive(self) -> str | bytes:
+        self.receiving.set()
+        return await super().receive()
+
+
+async def test_one_reader_only_and_a_receive_in_progress_ends_when_the_session_closes() -> None:
+    async with Hub(HubSettings(allow_anonymous=True)) as hub:
+        transport = WatchedTransport()
+        session = hub.open_session(transport, RawCodec())
+        first = asyncio.ensure_future(session.receive())
+        await asyncio.wait_for(transport.receiving.wait(), WAIT)
+        with pytest.raises(RuntimeError, match="one reader per connection"):
+            await session.receive()
+        session.close(3001, "shutdown")
+        with pytest.raises(SessionClosed):
+            await asyncio.wait_for(first, WAIT)
+        assert not first.cancelled()  # interrupted, not cancelled: the caller sees SessionClosed
+        await asyncio.wait_for(session.wait_ended(), WAIT)
+        assert transport.closed_with == (3001, "shutdown")

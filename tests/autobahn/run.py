@@ -36,7 +36,7 @@ CASES = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*", "10.*"]
 CASES += [f"12.{series}.{n}" for series in range(1, 6) for n in range(1, 6)]
 CASES += [f"13.{series}.{n}" for series in range(1, 8) for n in range(1, 6)]
 """Every case of 1-7, 9 and 10; of the compression cases 12 and 13, each series' first five
-(1000 messages of 16 B to 1 KiB, every deflate parameter set): their larger sizes take the
+(1000 messages of 16 B to 4 KiB, every deflate parameter set): their larger sizes take the
 Python 2 client over 15 minutes and exercise uvicorn's permessage-deflate, not this project.
 ``--cases all`` runs every case."""
 

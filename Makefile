@@ -1,6 +1,7 @@
 # Two commands work on a fresh machine with Python 3.11+ and make:
 #   make demo   the server with its demo chat on the in-memory broker, http://127.0.0.1:8000
 #   make test   lint, type-check and the whole test suite
+#   make soak   the security probes with the long fuzzing budget (about 30 minutes)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
 BENCH_JS_STAMP := bench/node_modules/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest soak bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,9 @@ pytest: $(STAMP) $(JS_STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+soak: $(STAMP)
+	HYPOTHESIS_PROFILE=soak $(BIN)/pytest -q tests/security --timeout 3600
 
 $(BENCH_JS_STAMP): bench/package.json bench/package-lock.json
 	npm ci --prefix bench --no-audit --no-fund

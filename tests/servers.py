@@ -46,11 +46,18 @@ def bound_socket() -> socket.socket:
 @contextlib.asynccontextmanager
 async def running_server(app: Any, **config: Any) -> AsyncIterator[RunningServer]:
     """Serve ``app`` with uvicorn in this event loop for the duration of the block."""
-    sock = bound_socket()
-    port = sock.getsockname()[1]
     options: dict[str, Any] = {"log_level": "warning", "lifespan": "on", "ws_ping_interval": None}
     options.update(config)
-    server = uvicorn.Server(uvicorn.Config(app, **options))
+    async with running_config(uvicorn.Config(app, **options)) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def running_config(config: uvicorn.Config) -> AsyncIterator[RunningServer]:
+    """:func:`running_server` for a ready-made ``uvicorn.Config`` (its host and port are ignored)."""
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # tests own the signals
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

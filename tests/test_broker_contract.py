@@ -2,16 +2,30 @@
 
 A new broker is added by giving ``broker_env`` one more parameter: a factory for the broker
 and a way to let ``seconds`` pass for its expiry rules.
+
+Redis delivers through Pub/Sub, after ``publish`` returned: its env wraps the broker in
+:class:`Settled`, which waits (``RedisBroker.flush``) until what was published reached the
+events before the test looks at them. The Redis envs run against a real ``redis-server`` and a
+real 3-primary Redis Cluster (see ``redis_servers.py``).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import pytest
 
-from fastapi_realtime.brokers import Broker, MemoryBroker, PublishOptions
+from fastapi_realtime.brokers import (
+    Broker,
+    BrokerEvents,
+    HistoryResult,
+    MemoryBroker,
+    PublishOptions,
+    StreamLimitExceeded,
+)
+from fastapi_realtime.brokers.redis import RedisBroker
 from fastapi_realtime.protocol.messages import ClientInfo, Publication, StreamPosition
 
 HISTORY = PublishOptions(history_size=5, history_ttl=60.0, meta_ttl=3600.0)
@@ -26,6 +40,7 @@ class Recorder:
     joins: list[tuple[str, ClientInfo]] = field(default_factory=list)
     leaves: list[tuple[str, ClientInfo]] = field(default_factory=list)
     controls: list[bytes] = field(default_factory=list)
+    states: list[bool] = field(default_factory=list)
 
     def on_publication(self, channel: str, pub: Publication) -> None:
         self.pubs.append((channel, pub))
@@ -39,6 +54,9 @@ class Recorder:
     def on_control(self, data: bytes) -> None:
         self.controls.append(data)
 
+    def on_broker_state(self, up: bool) -> None:
+        self.states.append(up)
+
 
 @dataclass
 class BrokerEnv:
@@ -46,6 +64,8 @@ class BrokerEnv:
     events: Recorder
     let_pass: Callable[[float], None]
     """Make ``seconds`` pass for the broker's expiry rules."""
+    capped: Callable[[int], Broker]
+    """Another broker of the same kind and clock, with ``max_empty_streams`` set."""
 
 
 class FakeClock:
@@ -59,14 +79,122 @@ class FakeClock:
         self.now += seconds
 
 
-async def memory_env() -> BrokerEnv:
+class Settled(Broker):
+    """A Redis broker whose fan-out calls return once what they published was delivered."""
+
+    def __init__(self, inner: RedisBroker) -> None:
+        self.inner = inner
+
+    @property
+    def healthy(self) -> bool:
+        return self.inner.healthy
+
+    async def start(self, events: BrokerEvents) -> None:
+        await self.inner.start(events)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def subscribe(self, channel: str) -> None:
+        await self.inner.subscribe(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        await self.inner.unsubscribe(channel)
+
+    async def publish(self, channel: str, pub: Publication, opts: PublishOptions) -> StreamPosition:
+        position = await self.inner.publish(channel, pub, opts)
+        await self.inner.flush()
+        return position
+
+    async def publish_join(self, channel: str, info: ClientInfo) -> None:
+        await self.inner.publish_join(channel, info)
+        await self.inner.flush()
+
+    async def publish_leave(self, channel: str, info: ClientInfo) -> None:
+        await self.inner.publish_leave(channel, info)
+        await self.inner.flush()
+
+    async def publish_control(self, data: bytes) -> None:
+        await self.inner.publish_control(data)
+        await self.inner.flush()
+
+    async def history(
+        self, channel: str, *, since: StreamPosition | None, limit: int | None, reverse: bool, meta_ttl: float
+    ) -> HistoryResult:
+        return await self.inner.history(channel, since=since, limit=limit, reverse=reverse, meta_ttl=meta_ttl)
+
+    async def remove_history(self, channel: str) -> None:
+        await self.inner.remove_history(channel)
+
+    async def add_presence(self, channel: str, info: ClientInfo, ttl: float) -> None:
+        await self.inner.add_presence(channel, info, ttl)
+
+    async def remove_presence(self, channel: str, client_id: str) -> None:
+        await self.inner.remove_presence(channel, client_id)
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo]:
+        return await self.inner.presence(channel)
+
+
+async def memory_env(request: pytest.FixtureRequest) -> BrokerEnv:
     clock = FakeClock()
-    return BrokerEnv(MemoryBroker(clock=clock), Recorder(), clock.advance)
+
+    def make(cap: int = 100_000) -> MemoryBroker:
+        return MemoryBroker(clock=clock, max_empty_streams=cap)
+
+    return BrokerEnv(make(), Recorder(), clock.advance, make)
 
 
-@pytest.fixture(params=[memory_env], ids=["memory"])
+def redis_broker(
+    url: str,
+    *,
+    cluster: bool = False,
+    clock: FakeClock | None = None,
+    max_empty_streams: int = 100_000,
+    sharded_pubsub: bool | None = None,
+) -> RedisBroker:
+    """A broker on its own key prefix (tests share one server), with short timeouts."""
+    return RedisBroker(
+        url,
+        cluster=cluster,
+        sharded_pubsub=sharded_pubsub,
+        prefix=f"t{uuid.uuid4().hex[:12]}",
+        timeout=3.0,
+        clock=clock,
+        max_empty_streams=max_empty_streams,
+    )
+
+
+def _redis_env(url: str, *, cluster: bool, sharded_pubsub: bool | None = None) -> BrokerEnv:
+    clock = FakeClock()
+
+    def make(cap: int = 100_000) -> Settled:
+        return Settled(
+            redis_broker(url, cluster=cluster, clock=clock, max_empty_streams=cap, sharded_pubsub=sharded_pubsub)
+        )
+
+    return BrokerEnv(make(), Recorder(), clock.advance, make)
+
+
+async def redis_env(request: pytest.FixtureRequest) -> BrokerEnv:
+    return _redis_env(request.getfixturevalue("redis_server").url, cluster=False)
+
+
+async def redis_cluster_env(request: pytest.FixtureRequest) -> BrokerEnv:
+    return _redis_env(request.getfixturevalue("redis_cluster").url, cluster=True)
+
+
+async def redis_cluster_classic_env(request: pytest.FixtureRequest) -> BrokerEnv:
+    """The cluster with classic PUBLISH/SUBSCRIBE, as on a cluster older than Redis 7."""
+    return _redis_env(request.getfixturevalue("redis_cluster").url, cluster=True, sharded_pubsub=False)
+
+
+@pytest.fixture(
+    params=[memory_env, redis_env, redis_cluster_env, redis_cluster_classic_env],
+    ids=["memory", "redis", "redis-cluster", "redis-cluster-classic-pubsub"],
+)
 async def env(request: pytest.FixtureRequest) -> AsyncIterator[BrokerEnv]:
-    e: BrokerEnv = await request.param()
+    e: BrokerEnv = await request.param(request)
     await e.broker.start(e.events)
     try:
         yield e
@@ -205,3 +333,50 @@ async def test_control_messages_reach_every_hub(env: BrokerEnv) -> None:
 async def test_close_is_idempotent(env: BrokerEnv) -> None:
     await env.broker.close()
     await env.broker.close()
+
+
+# -- positions of never-published channels: short-lived, capped placeholders ------------------
+
+
+async def test_position_of_a_never_published_channel_is_short_lived(env: BrokerEnv) -> None:
+    first = await env.broker.history("fresh", since=None, limit=0, reverse=False, meta_ttl=10)
+    env.let_pass(11)
+    second = await env.broker.history("fresh", since=None, limit=0, reverse=False, meta_ttl=10)
+    assert second.position.offset == 0 and second.position.epoch != first.position.epoch
+
+
+async def test_reading_an_empty_position_again_keeps_it(env: BrokerEnv) -> None:
+    first = await env.broker.history("fresh", since=None, limit=0, reverse=False, meta_ttl=10)
+    for _ in range(3):
+        env.let_pass(6)
+        again = await env.broker.history("fresh", since=None, limit=0, reverse=False, meta_ttl=10)
+        assert again.position == first.position
+
+
+async def test_first_publication_continues_the_placeholder_epoch_and_keeps_the_stream(env: BrokerEnv) -> None:
+    empty = await env.broker.history("fresh", since=None, limit=0, reverse=False, meta_ttl=10)
+    env.let_pass(5)
+    position = await env.broker.publish("fresh", pub(1), HISTORY)
+    assert position == StreamPosition(1, empty.position.epoch)
+    env.let_pass(HISTORY.meta_ttl - 10)  # the publication's meta_ttl now applies, not the short one
+    result = await env.broker.history("fresh", since=empty.position, limit=None, reverse=False, meta_ttl=10)
+    assert result.position == position
+
+
+async def test_placeholders_are_capped_with_a_clear_error(env: BrokerEnv) -> None:
+    capped = env.capped(2)
+    await capped.start(Recorder())
+    try:
+        for channel in ("e1", "e2"):
+            await capped.history(channel, since=None, limit=0, reverse=False, meta_ttl=10)
+        with pytest.raises(StreamLimitExceeded):
+            await capped.history("e3", since=None, limit=0, reverse=False, meta_ttl=10)
+        again = await capped.history("e1", since=None, limit=0, reverse=False, meta_ttl=10)  # existing: fine
+        assert again.position.offset == 0
+        await capped.publish("e1", pub(1), HISTORY)  # e1 is a stream now, not a placeholder
+        await capped.history("e3", since=None, limit=0, reverse=False, meta_ttl=10)
+        env.let_pass(11)  # the placeholders expired: room again
+        for channel in ("e4", "e5"):
+            await capped.history(channel, since=None, limit=0, reverse=False, meta_ttl=10)
+    finally:
+        await capped.close()

@@ -14,12 +14,13 @@ PACKAGE = Path(fastapi_realtime.__file__).parent
 
 LAYER = {
     "protocol": 0,
+    "origins": 0, "logredact": 0,
     "channels": 1, "settings": 1, "ratelimit": 1, "hooks": 1, "_version": 1,
     "session": 2, "brokers": 2,
     "hub": 3,
     "client": 4, "transports": 4,
-    "connection": 5, "auth": 5, "idempotency": 1,
-    "app": 6, "api": 6, "__init__": 7,
+    "connection": 5, "auth": 5, "serverlimits": 5, "idempotency": 1,
+    "app": 6, "api": 6, "serve": 7, "__init__": 8, "server": 9, "__main__": 10,
 }  # fmt: skip
 
 
@@ -74,11 +75,12 @@ def test_protocol_is_pure() -> None:
 
 def test_public_surface() -> None:
     assert set(fastapi_realtime.__all__) == {
-        "Broker", "BrokerEvents", "ChannelOptions", "ClientInfo", "ConnectContext", "ConnectReply",
+        "Broker", "BrokerError", "BrokerEvents", "BrokerUnavailable", "ChannelOptions", "ClientInfo",
+        "ConnectContext", "ConnectReply",
         "Connection", "Credentials", "Disconnect", "DisconnectCode", "ErrorCode", "HistoryResult", "Hub",
         "HubSettings", "JWTAuth", "MemoryBroker", "Publication", "PublishContext", "PublishOptions",
         "RPCContext", "RealtimeError", "RefreshContext", "ReplyError", "StreamPosition", "SubscribeContext",
-        "SubscriptionGrant", "UnsubscribeCode", "__version__",
+        "SubscriptionGrant", "UnsubscribeCode", "__version__", "install_log_redaction", "run", "uvicorn_config",
     }  # fmt: skip
     for name in fastapi_realtime.__all__:
         assert getattr(fastapi_realtime, name) is not None

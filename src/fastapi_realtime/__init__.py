@@ -8,7 +8,7 @@ SDKs work unchanged; plus a safe tutorial-style API for hand-written endpoints.
 from ._version import __version__
 from .app import Hub
 from .auth import JWTAuth
-from .brokers import Broker, BrokerEvents, HistoryResult, MemoryBroker, PublishOptions
+from .brokers import Broker, BrokerError, BrokerEvents, BrokerUnavailable, HistoryResult, MemoryBroker, PublishOptions
 from .connection import Connection
 from .hooks import (
     ConnectContext,
@@ -20,6 +20,7 @@ from .hooks import (
     SubscribeContext,
     SubscriptionGrant,
 )
+from .logredact import install_log_redaction
 from .protocol import (
     ClientInfo,
     Disconnect,
@@ -31,11 +32,14 @@ from .protocol import (
     StreamPosition,
     UnsubscribeCode,
 )
+from .serve import run, uvicorn_config
 from .settings import ChannelOptions, HubSettings
 
 __all__ = [
     "Broker",
+    "BrokerError",
     "BrokerEvents",
+    "BrokerUnavailable",
     "ChannelOptions",
     "ClientInfo",
     "ConnectContext",
@@ -62,4 +66,7 @@ __all__ = [
     "SubscriptionGrant",
     "UnsubscribeCode",
     "__version__",
+    "install_log_redaction",
+    "run",
+    "uvicorn_config",
 ]

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
+import functools
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -21,14 +22,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import api
 from .client import ClientHandler
-from .connection import Connection
+from .connection import Connection, close_at
 from .hooks import OnConnect, OnMessage, OnPublish, OnRefresh, OnRPC, OnSubscribe
 from .hub import Node
+from .origins import OriginPolicy
 from .protocol.codecs import CentrifugeCodec, RawCodec
 from .protocol.codes import DisconnectCode
 from .protocol.errors import Disconnect, ReplyError
 from .protocol.messages import to_raw
-from .session import Session
+from .serverlimits import looser_server_limits
 from .transports.websocket import WebSocketTransport
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,6 +40,8 @@ PROTOBUF_SUBPROTOCOL = "centrifuge-protobuf"
 NORMAL_CLOSURE = 1000
 POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
+
+log = logging.getLogger("fastapi_realtime.app")
 
 
 class Hub(Node):
@@ -49,6 +53,8 @@ class Hub(Node):
         app = FastAPI(lifespan=hub.lifespan)
         app.include_router(hub.router())
     """
+
+    _server_limits_checked = False
 
     # -- hooks ------------------------------------------------------------------------
 
@@ -86,6 +92,50 @@ class Hub(Node):
 
         return register
 
+    # -- checks before accept -----------------------------------------------------------
+
+    @functools.cached_property
+    def origin_policy(self) -> OriginPolicy:
+        """The origins ``settings.allowed_origins`` lets in (see :mod:`.origins`)."""
+        return OriginPolicy(self.settings.allowed_origins)
+
+    async def check_origin(self, websocket: WebSocket) -> None:
+        """Refuse a WebSocket whose ``Origin`` is neither the same origin nor allowed by
+        ``HubSettings.allowed_origins``: one WARNING line, then a close before accept (the
+        client sees HTTP 403).
+
+        Every endpoint of the hub (``router()``'s and ``hub.connection()``) calls it before
+        accepting; use it as a dependency for endpoints that accept the WebSocket themselves:
+        ``@app.websocket("/ws", dependencies=[Depends(hub.check_origin)])``.
+        """
+        origin = websocket.headers.get("origin")
+        host = websocket.headers.get("host")
+        if self.origin_policy.allows(origin, host):
+            return
+        client = websocket.client
+        log.warning(
+            "refused a WebSocket to %s from origin %r (Host %r, client %s): not allowed by allowed_origins",
+            websocket.url.path,
+            (origin or "")[:200],
+            (host or "")[:200],
+            client.host if client else "?",
+        )
+        raise WebSocketException(POLICY_VIOLATION, "origin not allowed")
+
+    async def _before_accept(self, websocket: WebSocket) -> None:
+        """What every endpoint of the hub checks before it accepts a WebSocket."""
+        self._check_server_limits(websocket)
+        await self.check_origin(websocket)
+
+    def _check_server_limits(self, websocket: WebSocket) -> None:
+        """Once per hub: warn when the server lets through frames the hub would refuse."""
+        if self._server_limits_checked:
+            return
+        self._server_limits_checked = True
+        problem = looser_server_limits(getattr(websocket, "_receive", None), self.settings)
+        if problem:
+            log.warning("the server's WebSocket limits are looser than the hub's: %s", problem)
+
     # -- the protocol endpoint --------------------------------------------------------
 
     def router(self, path: str = "/connection/websocket", *, uni_path: str | None = None) -> APIRouter:
@@ -104,6 +154,7 @@ class Hub(Node):
 
     async def websocket_endpoint(self, websocket: WebSocket) -> None:
         """Serve one Centrifuge-protocol client on ``websocket`` (JSON encoding)."""
+        await self._before_accept(websocket)
         offered = [p for p in websocket.scope.get("subprotocols", []) if p]
         await websocket.accept(JSON_SUBPROTOCOL if JSON_SUBPROTOCOL in offered else None)
         transport = WebSocketTransport(websocket)
@@ -117,6 +168,7 @@ class Hub(Node):
     async def uni_websocket_endpoint(self, websocket: WebSocket) -> None:
         """Serve one unidirectional client: it sends a JSON connect request as its first
         message (or in the ``cf_connect`` query parameter) and then only receives pushes."""
+        await self._before_accept(websocket)
         await websocket.accept()
         initial = websocket.query_params.get("cf_connect")
         await self._serve_protocol(
@@ -168,7 +220,11 @@ class Hub(Node):
         ``expire_at``: a Unix time (e.g. ``Credentials.expire_at`` of the token) after which
         the connection is closed with 3005 ``expired``. A :class:`ReplyError` escaping the
         block (a refused ``join``) closes the connection with 1008 and the error's message.
+
+        Before accepting, it applies :meth:`check_origin`: a refused origin raises
+        ``WebSocketException`` (HTTP 403 to the client) and the block does not run.
         """
+        await self._before_accept(websocket)
         await websocket.accept(subprotocol)
         try:
             session = self.open_session(
@@ -183,7 +239,7 @@ class Hub(Node):
             session.any_frame_is_pong = True
             session.start_pinging()
         if expire_at:
-            session.start_task(_close_at(session, expire_at))
+            session.start_task(close_at(session, expire_at))
         runner = asyncio.create_task(self.serve(session), name=f"session-{session.id}")
         try:
             yield Connection(self, session, websocket)
@@ -197,8 +253,3 @@ class Hub(Node):
         finally:
             session.close(NORMAL_CLOSURE, "")
             await runner
-
-
-async def _close_at(session: Session, expire_at: int) -> None:
-    await asyncio.sleep(max(0.0, expire_at - time.time()))
-    session.close(DisconnectCode.EXPIRED)

@@ -14,6 +14,8 @@ block quietly, and background tasks die with the connection::
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
@@ -21,8 +23,9 @@ import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .hub import Node
-from .protocol.codes import ErrorCode
+from .protocol.codes import DisconnectCode, ErrorCode
 from .protocol.errors import ReplyError
+from .protocol.messages import to_raw
 from .session import Frame, Session, SessionClosed
 
 UNSUPPORTED_DATA = 1003
@@ -161,3 +164,17 @@ class Connection:
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection after the messages already queued are sent."""
         self.session.close(code, reason)
+
+    def authenticate(self, user: str, info: Any = None, *, expire_at: int = 0) -> None:
+        """Say who the client is once it proved it after accept (e.g. a token in its first
+        message): ``user`` and public ``info`` as for ``hub.connection(user=, info=)``, and the
+        Unix time after which the connection closes with 3005 (0: never)."""
+        self.hub.set_user(self.session, user, None if info is None else to_raw(info))
+        if expire_at:
+            self.session.start_task(close_at(self.session, expire_at))
+
+
+async def close_at(session: Session, expire_at: int) -> None:
+    """Close ``session`` with 3005 ``expired`` at the Unix time ``expire_at``."""
+    await asyncio.sleep(max(0.0, expire_at - time.time()))
+    session.close(DisconnectCode.EXPIRED)

@@ -28,7 +28,7 @@ from typing import Any, Self
 import orjson
 
 from ._version import __version__
-from .brokers.base import Broker, HistoryResult, PublishOptions
+from .brokers.base import Broker, HistoryResult, PublishOptions, StreamLimitExceeded
 from .brokers.memory import MemoryBroker
 from .channels import Channel, parse_channel
 from .hooks import Hooks, TokenVerifier
@@ -41,6 +41,18 @@ from .session import Flusher, Session, Subscription, Transport
 from .settings import HubSettings
 
 log = logging.getLogger("fastapi_realtime.hub")
+
+
+async def read_history(
+    broker: Broker, channel: str, since: StreamPosition | None, limit: int | None, reverse: bool, empty_ttl: float
+) -> HistoryResult:
+    """``broker.history`` with a never-published channel's position kept ``empty_ttl`` seconds;
+    :class:`ReplyError` 106 when the broker's cap on such positions is reached."""
+    try:
+        return await broker.history(channel, since=since, limit=limit, reverse=reverse, meta_ttl=empty_ttl)
+    except StreamLimitExceeded as exc:
+        log.warning("position of %s refused: %s", channel, exc)
+        raise ReplyError(ErrorCode.LIMIT_EXCEEDED, "too many channels without publications") from None
 
 
 @dataclass(slots=True)
@@ -347,9 +359,7 @@ class Node:
         ch = self.channel(channel)
         if not ch.options.history:
             raise ReplyError(ErrorCode.NOT_AVAILABLE)
-        result = await self.broker.history(
-            channel, since=since, limit=limit, reverse=reverse, meta_ttl=self.settings.history_meta_ttl
-        )
+        result = await read_history(self.broker, channel, since, limit, reverse, self.settings.history_empty_ttl)
         if since is not None and since.epoch and since.epoch != result.position.epoch:
             raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
         return result
@@ -445,6 +455,8 @@ class Node:
             for session in state.sessions:
                 if session.id != info.client:
                     session.deliver_join(channel, info, leave=leave)
+
+    def on_broker_state(self, up: bool) -> None: ...
 
     def on_control(self, data: bytes) -> None:
         try:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .origins import OriginPolicy
+
 
 @dataclass(frozen=True, slots=True)
 class ChannelOptions:
@@ -91,6 +93,10 @@ class HubSettings:
 
     history_meta_ttl: float = 30 * 24 * 3600.0
     """Seconds a channel's offset and epoch outlive its last publication; then a new epoch starts."""
+    history_empty_ttl: float = 300.0
+    """Seconds the position (epoch, offset 0) of a channel that was never published to is kept
+    after the last positioned subscribe to it or read of it; a publication within that time
+    continues the epoch. (The broker's ``max_empty_streams`` caps such positions: error 106.)"""
     recovery_max_publications: int = 300
     """Most publications a resubscribe recovers; a larger gap is not recovered."""
     presence_ttl: float = 60.0
@@ -110,6 +116,19 @@ class HubSettings:
     """Largest HTTP server API request body, in bytes. Over it: HTTP 413 with error 107."""
     api_max_commands: int = 1000
     """Most commands in one API ``batch`` and channels in one ``broadcast``. Over it: error 107."""
+    allowed_origins: tuple[str, ...] = ()
+    """Browser origins allowed to connect besides the same origin as the ``Host`` header:
+    exact origins (``"https://app.example.com"``), subdomain patterns
+    (``"https://*.example.com"``) or ``"*"`` (any). Requests without ``Origin`` (not browsers)
+    are always allowed. Refused: HTTP 403 at the handshake (see :mod:`.origins`)."""
+    handshake_timeout: float = 10.0
+    """Seconds a client has to send a complete HTTP request line and headers (the WebSocket
+    upgrade request) on a server started by ``fastapi_realtime.run``. Late: HTTP 408, connection
+    closed."""
+    server_connections_per_ip: int = 1000
+    """TCP connections one client IP may hold open at once on a server started by
+    ``fastapi_realtime.run``. Over it: HTTP 503, connection closed before its request is read.
+    Behind a reverse proxy every client has the proxy's address: raise it to the total you accept."""
 
     def __post_init__(self) -> None:
         positive = {
@@ -124,11 +143,14 @@ class HubSettings:
             "pong_timeout": self.pong_timeout,
             "client_stale_close_delay": self.client_stale_close_delay,
             "presence_ttl": self.presence_ttl,
+            "history_empty_ttl": self.history_empty_ttl,
             "presence_refresh_interval": self.presence_refresh_interval,
             "idempotency_window": self.idempotency_window,
             "idempotency_max_keys": self.idempotency_max_keys,
             "api_max_body_bytes": self.api_max_body_bytes,
             "api_max_commands": self.api_max_commands,
+            "handshake_timeout": self.handshake_timeout,
+            "server_connections_per_ip": self.server_connections_per_ip,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -137,3 +159,6 @@ class HubSettings:
             raise ValueError("ping_interval and publish_slice must be >= 0")
         if self.ping_interval and self.pong_timeout >= self.ping_interval:
             raise ValueError("pong_timeout must be shorter than ping_interval")
+        if isinstance(self.allowed_origins, str):
+            raise ValueError("allowed_origins must be a tuple of origins, not one string")
+        OriginPolicy(self.allowed_origins)  # raises ValueError for a malformed entry

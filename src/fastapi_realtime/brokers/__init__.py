@@ -1,6 +1,23 @@
 """Brokers: the interface every broker implements and the in-memory default."""
 
-from .base import Broker, BrokerEvents, HistoryResult, PublishOptions
+from .base import (
+    Broker,
+    BrokerError,
+    BrokerEvents,
+    BrokerUnavailable,
+    HistoryResult,
+    PublishOptions,
+    StreamLimitExceeded,
+)
 from .memory import MemoryBroker
 
-__all__ = ["Broker", "BrokerEvents", "HistoryResult", "MemoryBroker", "PublishOptions"]
+__all__ = [
+    "Broker",
+    "BrokerError",
+    "BrokerEvents",
+    "BrokerUnavailable",
+    "HistoryResult",
+    "MemoryBroker",
+    "PublishOptions",
+    "StreamLimitExceeded",
+]

@@ -10,12 +10,19 @@ A broker does three jobs for the hubs of every process that share it:
    of them for ``history_ttl`` seconds. Offset assignment, saving to history and fan-out are
    one atomic step per channel, so every subscriber sees offsets in order without gaps. A
    stream has an epoch; when the stream is lost (restart, flush, ``meta_ttl`` passed without
-   publications) it starts again at offset 0 under a new epoch.
+   publications) it starts again at offset 0 under a new epoch. Reading the position of a
+   channel that was never published to creates only a short-lived, capped placeholder (see
+   :meth:`Broker.history`), so naming channels costs no lasting state.
 3. **Presence.** A map per channel from client id to :class:`ClientInfo`, each entry living
    ``ttl`` seconds unless added again, so entries of a crashed process disappear by themselves.
 
 Join/leave events and control messages (disconnect a user on every node, broadcast to every
 connection) are fanned out like publications but never kept.
+
+A broker that talks to a shared backend (Redis) can lose it. Then calls that need the backend
+raise :class:`BrokerUnavailable` within the broker's timeout instead of hanging, and the broker
+tells the hub through :meth:`BrokerEvents.on_broker_state`; :attr:`Broker.healthy` says the same
+to readiness probes.
 """
 
 from __future__ import annotations
@@ -25,6 +32,23 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..protocol.messages import ClientInfo, Publication, StreamPosition
+
+
+class BrokerError(Exception):
+    """Base class of the errors a broker raises."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker could not be reached within its timeout; nothing was published.
+
+    Raised by ``start`` when the backend is unreachable, and by publish, history and presence
+    calls while it is down. The message says what to check (URL with the password redacted).
+    """
+
+
+class StreamLimitExceeded(BrokerError):
+    """Reading the position of a never-published channel would create one placeholder more
+    than the broker's ``max_empty_streams`` allows. Nothing was created; the hub answers 106."""
 
 
 class BrokerEvents(Protocol):
@@ -37,6 +61,13 @@ class BrokerEvents(Protocol):
     def on_join(self, channel: str, info: ClientInfo) -> None: ...
     def on_leave(self, channel: str, info: ClientInfo) -> None: ...
     def on_control(self, data: bytes) -> None: ...
+
+    def on_broker_state(self, up: bool) -> None:
+        """The broker lost (``False``) or regained (``True``) its connection to the shared backend.
+
+        After a ``True``, events published meanwhile may have been missed: the hub then checks
+        the stream positions of its channels. :class:`MemoryBroker` never calls it.
+        """
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +93,14 @@ class Broker(ABC):
     @abstractmethod
     async def start(self, events: BrokerEvents) -> None:
         """Connect and begin delivering events to ``events``. Called once by the hub."""
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the broker is connected to its backend now (for readiness probes).
+
+        The base implementation (a broker without a backend to lose) is always ``True``.
+        """
+        return True
 
     @abstractmethod
     async def close(self) -> None:
@@ -104,8 +143,16 @@ class Broker(ABC):
         ``since`` pages from a position (its epoch is not checked here): forward it keeps the
         publications with a larger offset, with ``reverse`` those with a smaller one. ``limit``
         caps how many are returned (``None``: all, 0: none, only the position). ``reverse``
-        returns newest first. A channel with no stream gets one, with a new epoch
-        that lives ``meta_ttl`` seconds, so the position returned is always stable.
+        returns newest first.
+
+        A channel with no stream (never published to, or its stream was lost) gets a
+        placeholder: offset 0 and a new epoch, kept ``meta_ttl`` seconds (the hub passes the
+        short ``history_empty_ttl``); reading it again while it is still empty keeps it at least
+        ``meta_ttl`` seconds from then. The first publication within that time continues the
+        epoch (so a client positioned at offset 0 recovers from it) and keeps the stream for the
+        publication's ``meta_ttl``; after it, the first publication starts a new epoch. Nothing
+        else is stored before a publication. A broker caps the placeholders it creates
+        (``max_empty_streams``) and raises :class:`StreamLimitExceeded` beyond the cap.
         """
 
     @abstractmethod

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ..protocol.messages import ClientInfo, Publication, StreamPosition
-from .base import Broker, BrokerEvents, HistoryResult, PublishOptions
+from .base import Broker, BrokerEvents, HistoryResult, PublishOptions, StreamLimitExceeded
 
 
 def new_epoch() -> str:
@@ -33,14 +33,25 @@ class MemoryBroker(Broker):
 
     ``clock`` (monotonic seconds) is injectable so tests can move time. Expired streams and
     presence entries are dropped when touched and by a sweep every ``sweep_interval`` seconds.
+    ``max_empty_streams`` caps the placeholders of never-published channels (see
+    :meth:`Broker.history`); past it, reading such a channel raises :class:`StreamLimitExceeded`.
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic, sweep_interval: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sweep_interval: float = 60.0,
+        max_empty_streams: int = 100_000,
+    ) -> None:
         self._clock = clock
         self._sweep_interval = sweep_interval
+        self._max_empty_streams = max_empty_streams
         self._events: BrokerEvents | None = None
         self._subscribed: set[str] = set()
         self._streams: dict[str, _Stream] = {}
+        self._empty: set[str] = set()
+        self._last_full_sweep = -1.0
         self._presence: dict[str, dict[str, tuple[ClientInfo, float]]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -62,21 +73,40 @@ class MemoryBroker(Broker):
     async def unsubscribe(self, channel: str) -> None:
         self._subscribed.discard(channel)
 
-    def _stream(self, channel: str, meta_ttl: float) -> _Stream:
+    def _live_stream(self, channel: str) -> _Stream | None:
+        """The stream of ``channel`` unless it is missing or expired (expired history dropped)."""
         now = self._clock()
         stream = self._streams.get(channel)
-        if stream is None or stream.meta_expires <= now:
-            stream = _Stream(epoch=new_epoch(), meta_expires=now + meta_ttl)
-            self._streams[channel] = stream
-        elif stream.pubs and stream.pubs_expire <= now:
+        if stream is not None and stream.meta_expires <= now:
+            del self._streams[channel]
+            self._empty.discard(channel)
+            return None
+        if stream is not None and stream.pubs and stream.pubs_expire <= now:
             stream.pubs.clear()
+        return stream
+
+    def _placeholder(self, channel: str, meta_ttl: float) -> _Stream:
+        """A new empty stream for a read, within ``max_empty_streams``."""
+        if len(self._empty) >= self._max_empty_streams and self._clock() - self._last_full_sweep >= 1.0:
+            self._last_full_sweep = self._clock()  # at most one full sweep a second, even under a flood
+            self.sweep()
+        if len(self._empty) >= self._max_empty_streams:
+            raise StreamLimitExceeded(
+                f"{self._max_empty_streams} channels without publications already have a position"
+            )
+        stream = _Stream(epoch=new_epoch(), meta_expires=self._clock() + meta_ttl)
+        self._streams[channel] = stream
+        self._empty.add(channel)
         return stream
 
     async def publish(self, channel: str, pub: Publication, opts: PublishOptions) -> StreamPosition:
         position = StreamPosition(0, "")
         if opts.history_size > 0:
             now = self._clock()
-            stream = self._stream(channel, opts.meta_ttl)
+            stream = self._live_stream(channel)
+            if stream is None:
+                stream = self._streams[channel] = _Stream(epoch=new_epoch(), meta_expires=now)
+            self._empty.discard(channel)
             stream.top += 1
             pub = replace(pub, offset=stream.top)
             stream.pubs.append(pub)
@@ -104,7 +134,11 @@ class MemoryBroker(Broker):
     async def history(
         self, channel: str, *, since: StreamPosition | None, limit: int | None, reverse: bool, meta_ttl: float
     ) -> HistoryResult:
-        stream = self._stream(channel, meta_ttl)
+        stream = self._live_stream(channel)
+        if stream is None:
+            stream = self._placeholder(channel, meta_ttl)
+        elif stream.top == 0:
+            stream.meta_expires = max(stream.meta_expires, self._clock() + meta_ttl)
         position = StreamPosition(stream.top, stream.epoch)
         if limit == 0:
             return HistoryResult([], position)
@@ -146,6 +180,7 @@ class MemoryBroker(Broker):
         for channel, stream in list(self._streams.items()):
             if stream.meta_expires <= now:
                 del self._streams[channel]
+                self._empty.discard(channel)
             elif stream.pubs and stream.pubs_expire <= now:
                 stream.pubs.clear()
         for channel, entries in list(self._presence.items()):
@@ -160,6 +195,7 @@ class MemoryBroker(Broker):
         return {
             "subscribed_channels": len(self._subscribed),
             "streams": len(self._streams),
+            "empty_streams": len(self._empty),
             "presence_channels": len(self._presence),
             "presence_entries": sum(len(e) for e in self._presence.values()),
         }

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from ..hooks import SubscribeContext, SubscriptionGrant
-from ..hub import Node
+from ..hub import Node, read_history
 from ..protocol import encode
 from ..protocol.codecs import CentrifugeCodec
 from ..protocol.codes import ErrorCode, UnsubscribeCode
@@ -156,12 +156,8 @@ class Subscriptions:
 
     async def _position(self, req: SubscribeRequest, *, recoverable: bool) -> tuple[Result, int]:
         since = StreamPosition(req.offset, req.epoch) if req.recover and recoverable else None
-        history = await self.hub.broker.history(
-            req.channel,
-            since=since,
-            limit=None if since else 0,
-            reverse=False,
-            meta_ttl=self.settings.history_meta_ttl,
+        history = await read_history(
+            self.hub.broker, req.channel, since, None if since else 0, False, self.settings.history_empty_ttl
         )
         top = history.position
         result: Result = {"positioned": True, "epoch": top.epoch}

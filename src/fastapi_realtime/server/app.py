@@ -1,0 +1,68 @@
+"""Build the standalone server's FastAPI app from a :class:`ServerConfig`.
+
+:func:`create_app` is the one place that decides what the server serves:
+
+- ``/connection/websocket`` (and ``/connection/uni_websocket`` with ``uni_websocket``);
+- ``/api/...``, the HTTP server API, when ``api_key`` is set;
+- ``/health`` (the process answers) and ``/ready`` (the hub started and its broker is reachable);
+- the demo pages, when ``demo`` is set: :func:`fastapi_realtime.server.demo.mount_demo`
+  (imported only then, so the server runs without it).
+
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from ..app import Hub
+from .config import ServerConfig
+
+
+def create_app(config: ServerConfig, *, hub: Hub | None = None) -> FastAPI:
+    """The server's FastAPI app; its hub is ``app.state.hub`` (built from ``config`` unless given)."""
+    if hub is None:
+        hub = Hub(config.hub_settings(), broker=config.make_broker(), auth=config.auth())
+    state = {"started": False}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with hub:
+            tasks = [asyncio.create_task(job(hub)) for job in app.state.background]
+            state["started"] = True
+            try:
+                yield
+            finally:
+                state["started"] = False
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    app = FastAPI(title="fastapi-realtime", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.hub = hub
+    app.state.config = config
+    app.state.background = []
+    """Coroutine functions ``job(hub)`` run as tasks while the hub runs (cancelled before it stops)."""
+    app.include_router(hub.router(uni_path="/connection/uni_websocket" if config.uni_websocket else None))
+    if config.api_key is not None:
+        app.include_router(hub.api_router(api_key=config.api_key.get_secret_value()))
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", include_in_schema=False)
+    async def ready() -> JSONResponse:
+        started, broker = state["started"], hub.broker.healthy
+        ok = started and broker
+        return JSONResponse({"ready": ok, "hub_started": started, "broker": broker}, status_code=200 if ok else 503)
+
+    if config.demo:
+        demo = importlib.import_module("fastapi_realtime.server.demo")  # imported only when asked for
+        demo.mount_demo(app, hub, config)
+    return app

@@ -89,8 +89,10 @@ def check_namespaces(hub: Hub) -> None:
         raise ValueError("the demo needs " + ", ".join(missing) + " (see DEMO_NAMESPACES)")
 
 
-def demo_router(*, token_secret: str, token_ttl: int = TOKEN_TTL) -> APIRouter:
-    """The demo's pages and its token endpoint (HS256 tokens signed with ``token_secret``)."""
+def demo_router(*, token_secret: str, token_ttl: int = TOKEN_TTL, claims: dict[str, str] | None = None) -> APIRouter:
+    """The demo's pages and its token endpoint: HS256 tokens signed with ``token_secret``,
+    valid ``token_ttl`` seconds, carrying ``claims`` too (``aud``, ``iss`` when required)."""
+    extra = dict(claims or {})
     router = APIRouter(include_in_schema=False)
 
     @router.get("/")
@@ -103,16 +105,18 @@ def demo_router(*, token_secret: str, token_ttl: int = TOKEN_TTL) -> APIRouter:
 
     @router.post("/demo/token")
     async def token(body: TokenRequest) -> TokenReply:
-        claims: dict[str, Any] = {"sub": body.user, "exp": int(time.time()) + token_ttl}
-        return TokenReply(token=jwt.encode(claims, token_secret, algorithm="HS256"), expires_in=token_ttl)
+        payload: dict[str, Any] = {**extra, "sub": body.user, "exp": int(time.time()) + token_ttl}
+        return TokenReply(token=jwt.encode(payload, token_secret, algorithm="HS256"), expires_in=token_ttl)
 
     return router
 
 
-def install(app: FastAPI, hub: Hub, *, token_secret: str, token_ttl: int = TOKEN_TTL) -> None:
+def install(
+    app: FastAPI, hub: Hub, *, token_secret: str, token_ttl: int = TOKEN_TTL, claims: dict[str, str] | None = None
+) -> None:
     """Mount the demo pages, token endpoint and static files on ``app`` (not the ticker task)."""
     check_namespaces(hub)
-    app.include_router(demo_router(token_secret=token_secret, token_ttl=token_ttl))
+    app.include_router(demo_router(token_secret=token_secret, token_ttl=token_ttl, claims=claims))
     app.mount("/demo/static", StaticFiles(directory=STATIC), name="demo-static")
 
 
@@ -136,5 +140,6 @@ def mount_demo(app: FastAPI, hub: Hub, config: ServerConfig) -> None:
     secret = config.token.hmac_secret
     if secret is None:
         raise ValueError("the demo mints HS256 tokens for nicknames: set token.hmac_secret")
-    install(app, hub, token_secret=secret.get_secret_value())
+    claims = {"aud": config.token.audience, "iss": config.token.issuer}
+    install(app, hub, token_secret=secret.get_secret_value(), claims={k: v for k, v in claims.items() if v})
     app.state.background.append(run_ticker)

@@ -53,7 +53,7 @@
     const list = $('presence');
     list.replaceChildren(...[...counts.keys()].sort().map((user) => {
       const n = counts.get(user);
-      const li = demo.el('li', user === nick ? 'me' : '', user);
+      const li = demo.el('li', user === nick ? 'self' : '', user);
       if (n > 1) li.append(demo.el('small', '', ` ×${n}`));
       return li;
     }));

@@ -21,6 +21,7 @@ const demo = (() => {
     const el = document.getElementById('status');
     el.dataset.state = state;
     el.textContent = text;
+    document.body.dataset.connection = state;
   }
 
   // A client that fetches its token (again when it expires) and reconnects by itself after
@@ -32,15 +33,24 @@ const demo = (() => {
       maxReconnectDelay: 3000,
     });
     let everConnected = false;
+    let connected = false;
     client.on('connecting', (ctx) => {
+      // The code that ended a live connection (3001 shutdown, 1 transport closed, ...) stays
+      // in data-lost-code while the client retries.
+      if (connected) document.getElementById('status').dataset.lostCode = String(ctx.code);
+      connected = false;
       if (everConnected) showStatus('reconnecting', `reconnecting… (${ctx.reason}, ${ctx.code})`);
       else showStatus('connecting', 'connecting…');
     });
     client.on('connected', () => {
       everConnected = true;
+      connected = true;
       showStatus('connected', `connected as ${user}`);
     });
-    client.on('disconnected', (ctx) => showStatus('disconnected', `disconnected: ${ctx.reason} (${ctx.code})`));
+    client.on('disconnected', (ctx) => {
+      connected = false;
+      showStatus('disconnected', `disconnected: ${ctx.reason} (${ctx.code})`);
+    });
     client.connect();
     return client;
   }

@@ -1,0 +1,49 @@
+"""Browser end-to-end tests of the demo: headless Chromium (Debian's ``chromium``) driven by
+Playwright for Python, against ``python -m fastapi_realtime serve --demo`` in a subprocess.
+
+Without Chromium (or Playwright) the tests skip with the reason, except under ``CI=true`` where
+they fail: CI installs both (``.ci/run``). Screenshots go to ``test-artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from .demo_harness import CHROMIUM, DemoServer, free_port, missing_requirement
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
+
+
+@pytest.fixture
+async def demo_server() -> AsyncIterator[DemoServer]:
+    """A running demo server; the test may stop and start it again (same port)."""
+    missing = missing_requirement()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser tests must run under CI: {missing}")
+        pytest.skip(f"browser tests skipped: {missing}")
+    server = DemoServer(free_port())
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+    assert not server.errors(), "the demo server logged errors:\n" + "\n".join(server.log)
+
+
+@pytest.fixture
+async def browser(demo_server: DemoServer) -> AsyncIterator[Browser]:
+    """Headless Chromium (the system's, no Playwright browser download)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()

@@ -7,13 +7,12 @@ they fail: CI installs both (``.ci/run``). Screenshots go to ``test-artifacts/br
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
 
-from .demo_harness import CHROMIUM, DemoServer, free_port, missing_requirement
+from .demo_harness import CHROMIUM, DemoServer, free_port, require_browser
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser
@@ -22,11 +21,7 @@ if TYPE_CHECKING:
 @pytest.fixture
 async def demo_server() -> AsyncIterator[DemoServer]:
     """A running demo server; the test may stop and start it again (same port)."""
-    missing = missing_requirement()
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"browser tests must run under CI: {missing}")
-        pytest.skip(f"browser tests skipped: {missing}")
+    require_browser()
     server = DemoServer(free_port())
     await server.start()
     try:

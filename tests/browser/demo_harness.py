@@ -7,7 +7,10 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
@@ -20,14 +23,20 @@ WAIT_MS = 10_000
 """How long a page may take to show what a test waits for (milliseconds)."""
 
 
-def missing_requirement() -> str | None:
+def require_browser(chromium: Path = CHROMIUM, environ: Mapping[str, str] = os.environ) -> None:
+    """Skip the calling test when Playwright or Chromium is missing; fail it under ``CI=true``."""
+    missing = None
     try:
         import playwright.async_api  # noqa: F401
     except ImportError:
-        return "playwright is not installed (pip install -e '.[dev]')"
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} not found (apt-get install -y chromium; or set CHROMIUM=/path/to/it)"
-    return None
+        missing = "playwright is not installed (pip install -e '.[dev]')"
+    if missing is None and not chromium.exists():
+        missing = f"{chromium} not found (apt-get install -y chromium; or set CHROMIUM=/path/to/it)"
+    if missing is None:
+        return
+    if environ.get("CI") == "true":
+        pytest.fail(f"browser tests must run under CI: {missing}")
+    pytest.skip(f"browser tests skipped: {missing}")
 
 
 def free_port() -> int:

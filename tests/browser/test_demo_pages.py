@@ -73,6 +73,15 @@ async def open_chat(browser: Browser, server: DemoServer, nick: str, room: str =
     return tab
 
 
+async def ada_and_bob_saw(browser: Browser, server: DemoServer, text: str) -> tuple[Tab, Tab]:
+    """Ada and Bob in the lobby, after Ada said ``text`` and Bob saw it."""
+    ada = await open_chat(browser, server, "ada")
+    bob = await open_chat(browser, server, "bob")
+    await ada.say(text)
+    await bob.expect_messages(text)
+    return ada, bob
+
+
 def assert_no_page_errors(*tabs: Tab) -> None:
     for tab in tabs:
         assert not tab.errors, f"{tab.nick}'s page raised: {tab.errors}"
@@ -94,6 +103,15 @@ async def test_two_pages_chat_with_presence_and_history_on_join(browser: Browser
 
     cyd = await open_chat(browser, demo_server, "cyd")  # joins late: the room's history is shown
     await cyd.expect_messages("hello bob", "hi ada")
+
+    await ada.page.click("#rooms a[data-room=random]")  # another room: its own messages and people
+    await ada.expect_presence("ada")
+    await ada.say("anyone in random?")
+    await ada.expect_messages("anyone in random?")
+    await ada.page.click("#rooms a[data-room=lobby]")  # back: the lobby as it was, once
+    await ada.expect_presence("ada", "bob", "cyd")
+    await ada.expect_messages("hello bob", "hi ada")
+    await bob.expect_messages("hello bob", "hi ada")
     await cyd.page.context.close()
     await bob.page.context.close()
     await ada.expect_presence("ada")
@@ -104,10 +122,7 @@ async def test_two_pages_chat_with_presence_and_history_on_join(browser: Browser
 async def test_a_page_that_went_offline_shows_every_missed_message_once(
     browser: Browser, demo_server: DemoServer
 ) -> None:
-    ada = await open_chat(browser, demo_server, "ada")
-    bob = await open_chat(browser, demo_server, "bob")
-    await ada.say("before")
-    await bob.expect_messages("before")
+    ada, bob = await ada_and_bob_saw(browser, demo_server, "before")
 
     await bob.page.context.set_offline(True)
     await bob.expect_state("reconnecting")
@@ -129,10 +144,7 @@ async def test_a_page_that_went_offline_shows_every_missed_message_once(
 async def test_leaving_and_reloading_the_page_recovers_what_was_missed_once(
     browser: Browser, demo_server: DemoServer
 ) -> None:
-    ada = await open_chat(browser, demo_server, "ada")
-    bob = await open_chat(browser, demo_server, "bob")
-    await ada.say("seen")
-    await bob.expect_messages("seen")
+    ada, bob = await ada_and_bob_saw(browser, demo_server, "seen")
 
     await bob.page.goto("about:blank")  # bob leaves; the tab's sessionStorage keeps his position
     missed = [f"while bob was away {n}" for n in range(1, 4)]
@@ -157,10 +169,7 @@ async def test_leaving_and_reloading_the_page_recovers_what_was_missed_once(
 async def test_pages_survive_a_server_restart(browser: Browser, demo_server: DemoServer) -> None:
     """With the memory broker a restart loses the history: the pages reconnect by themselves,
     say they could not recover, and chat on (a Redis broker would recover them instead)."""
-    ada = await open_chat(browser, demo_server, "ada")
-    bob = await open_chat(browser, demo_server, "bob")
-    await ada.say("before the restart")
-    await bob.expect_messages("before the restart")
+    ada, bob = await ada_and_bob_saw(browser, demo_server, "before the restart")
 
     await demo_server.stop()
     for tab in (ada, bob):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .demo_harness import CHROMIUM, DemoServer, free_port, require_browser
+from .demo_harness import CHROMIUM, DemoServer, require_browser, running_demo
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser
@@ -22,18 +22,14 @@ if TYPE_CHECKING:
 async def demo_server() -> AsyncIterator[DemoServer]:
     """A running demo server; the test may stop and start it again (same port)."""
     require_browser()
-    server = DemoServer(free_port())
-    await server.start()
-    try:
+    async with running_demo() as server:
         yield server
-    finally:
-        await server.stop()
-    assert not server.errors(), "the demo server logged errors:\n" + "\n".join(server.log)
 
 
 @pytest.fixture
-async def browser(demo_server: DemoServer) -> AsyncIterator[Browser]:
+async def browser() -> AsyncIterator[Browser]:
     """Headless Chromium (the system's, no Playwright browser download)."""
+    require_browser()
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -49,8 +50,9 @@ class DemoServer:
     """``python -m fastapi_realtime serve -c examples/demo.toml --demo`` on a fixed port, started
     and stopped (SIGTERM, the graceful way) as often as a test likes."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *options: str) -> None:
         self.port = port
+        self.options = options
         self.url = f"http://127.0.0.1:{port}"
         self.process: asyncio.subprocess.Process | None = None
         self.log: list[str] = []
@@ -58,7 +60,7 @@ class DemoServer:
 
     async def start(self) -> None:
         command = [sys.executable, "-m", "fastapi_realtime", "serve", "-c", str(DEMO_CONFIG), "--demo"]
-        command += ["--port", str(self.port), "--set", "metrics=false"]
+        command += ["--port", str(self.port), "--set", "metrics=false", *self.options]
         env = {k: v for k, v in os.environ.items() if not k.startswith("FASTAPI_REALTIME_")}
         self.process = await asyncio.create_subprocess_exec(
             *command, cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
@@ -98,3 +100,16 @@ class DemoServer:
     def errors(self) -> list[str]:
         """Log lines at ERROR or worse, and tracebacks."""
         return [line for line in self.log if " ERROR " in line or " CRITICAL " in line or "Traceback" in line]
+
+
+@contextlib.asynccontextmanager
+async def running_demo(*options: str) -> AsyncIterator[DemoServer]:
+    """A started :class:`DemoServer` (extra ``serve`` flags: ``options``), stopped on exit; it
+    must not have logged an error."""
+    server = DemoServer(free_port(), *options)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+    assert not server.errors(), "the demo server logged errors:\n" + "\n".join(server.log)

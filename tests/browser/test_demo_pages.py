@@ -7,14 +7,20 @@ the message list compare the whole list, so a message shown twice fails the test
 
 from __future__ import annotations
 
+import secrets
 from typing import TYPE_CHECKING
 
 import pytest
 
-from .demo_harness import ARTIFACTS, WAIT_MS, DemoServer
+from fastapi_realtime import Hub, HubSettings
+from fastapi_realtime.brokers.redis import RedisBroker
+from fastapi_realtime.server.demo import DEMO_NAMESPACES
+
+from .demo_harness import ARTIFACTS, WAIT_MS, DemoServer, running_demo
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
+    from redis_servers import RedisServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -188,6 +194,34 @@ async def test_pages_survive_a_server_restart(browser: Browser, demo_server: Dem
     await ada.expect_messages("before the restart", "after the restart")
     await ada.screenshot("restart-reconnected")
     assert_no_page_errors(ada, bob)
+
+
+async def test_with_redis_pages_recover_what_was_published_while_the_server_restarted(
+    browser: Browser, redis_server: RedisServer
+) -> None:
+    """With a Redis broker the history outlives the server process: after the restart the pages
+    recover, including a message published (by another process) while the server was down."""
+    prefix = f"demo-{secrets.token_hex(4)}"
+    async with running_demo("--broker", redis_server.url, "--set", f"redis.prefix={prefix}") as server:
+        ada, bob = await ada_and_bob_saw(browser, server, "before the restart")
+        await server.stop()
+        for tab in (ada, bob):
+            await tab.expect_state("reconnecting")
+        async with Hub(
+            HubSettings(namespaces=DEMO_NAMESPACES), broker=RedisBroker(redis_server.url, prefix=prefix)
+        ) as hub:
+            await hub.publish("chat:lobby", {"text": "published while the server was down"})
+        await server.start()
+
+        for tab in (ada, bob):
+            await tab.expect_state("connected")
+            await tab.expect_recovery("recovered")
+            await tab.expect_messages("before the restart", "published while the server was down")
+        await bob.say("after the restart")
+        await ada.expect_messages("before the restart", "published while the server was down", "after the restart")
+        assert await ada.page.locator("#messages .notice.lost").count() == 0
+        await ada.screenshot("restart-redis-recovered")
+        assert_no_page_errors(ada, bob)
 
 
 async def test_the_ticker_page_shows_prices_from_the_server_task(browser: Browser, demo_server: DemoServer) -> None:

@@ -14,7 +14,7 @@ PACKAGE = Path(fastapi_realtime.__file__).parent
 
 LAYER = {
     "protocol": 0,
-    "origins": 0, "logredact": 0,
+    "origins": 0, "logredact": 0, "observe": 0,
     "channels": 1, "settings": 1, "ratelimit": 1, "hooks": 1, "_version": 1,
     "session": 2, "brokers": 2,
     "hub": 3,

@@ -33,6 +33,7 @@ from .brokers.memory import MemoryBroker
 from .channels import Channel, parse_channel
 from .hooks import Hooks, TokenVerifier
 from .idempotency import IdempotencyCache
+from .observe import Observer
 from .protocol.codecs import Codec
 from .protocol.codes import DisconnectCode, ErrorCode, UnsubscribeCode
 from .protocol.errors import Disconnect, ReplyError
@@ -95,6 +96,8 @@ class Node:
         self._flusher = Flusher()
         self.on_session_closed: list[Callable[[Session], Awaitable[None]]] = []
         """Coroutines called with each session after it closed and left every channel."""
+        self.observer = Observer()
+        """Told about commands, for metrics (see :mod:`.observe`); a no-op by default."""
         self.node_id = secrets.token_hex(8)
         """This hub's id (``info``); unique per hub instance."""
         self._started_at = time.monotonic()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -180,18 +181,23 @@ class ClientHandler:
         if cmd.error is not None:
             session.enqueue(encode.error_reply(cmd.id, cmd.error))
             return
+        started = time.perf_counter()
         try:
             result = await self._dispatch(cmd)
         except ReplyError as exc:
+            self.hub.observer.command(cmd.method, time.perf_counter() - started, exc.code)
             session.enqueue(encode.error_reply(cmd.id, exc))
             return
         except Disconnect as exc:
+            self.hub.observer.command(cmd.method, time.perf_counter() - started, exc.code)
             session.close(exc.code, exc.reason)
             return
         except Exception:
+            self.hub.observer.command(cmd.method, time.perf_counter() - started, ErrorCode.INTERNAL)
             log.exception("%s command of client %s failed", cmd.method, session.id)
             session.enqueue(encode.error_reply(cmd.id, ReplyError(ErrorCode.INTERNAL)))
             return
+        self.hub.observer.command(cmd.method, time.perf_counter() - started, 0)
         if result is not None and cmd.id:
             session.enqueue(encode.reply(cmd.id, cmd.method, result))
 

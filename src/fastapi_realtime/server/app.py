@@ -4,7 +4,9 @@
 
 - ``/connection/websocket`` (and ``/connection/uni_websocket`` with ``uni_websocket``);
 - ``/api/...``, the HTTP server API, when ``api_key`` is set;
+- ``/metrics`` (Prometheus, see :mod:`.metrics`) unless ``metrics`` is off;
 - ``/health`` (the process answers) and ``/ready`` (the hub started and its broker is reachable);
+- ``/admin``, the admin page (:mod:`.admin`), when ``admin_password`` is set;
 - the demo pages, when ``demo`` is set: :func:`fastapi_realtime.server.demo.mount_demo`
   (imported only then, so the server runs without it).
 
@@ -18,16 +20,17 @@ import importlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from ..app import Hub
+from .admin import mount_admin
 from .config import ServerConfig
+from .hub import ServerHub
 
 
-def create_app(config: ServerConfig, *, hub: Hub | None = None) -> FastAPI:
-    """The server's FastAPI app; its hub is ``app.state.hub`` (built from ``config`` unless given)."""
-    if hub is None:
-        hub = Hub(config.hub_settings(), broker=config.make_broker(), auth=config.auth())
+def create_app(config: ServerConfig) -> FastAPI:
+    """The server's FastAPI app; its hub (a :class:`ServerHub`) is ``app.state.hub``."""
+    hub = ServerHub(config.hub_settings(), broker=config.make_broker(), auth=config.auth())
     state = {"started": False}
 
     @contextlib.asynccontextmanager
@@ -61,6 +64,15 @@ def create_app(config: ServerConfig, *, hub: Hub | None = None) -> FastAPI:
         started, broker = state["started"], hub.broker.healthy
         ok = started and broker
         return JSONResponse({"ready": ok, "hub_started": started, "broker": broker}, status_code=200 if ok else 503)
+
+    if config.metrics:
+
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            return Response(hub.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    if config.admin_password is not None:
+        mount_admin(app, hub, config.admin_password.get_secret_value())
 
     if config.demo:
         demo = importlib.import_module("fastapi_realtime.server.demo")  # imported only when asked for

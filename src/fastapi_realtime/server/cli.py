@@ -127,8 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _token(config, args)
     from .run import serve
 
-    serve(config)
-    return 0
+    return serve(config)
 
 
 def _token(config: Any, args: argparse.Namespace) -> int:

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, field_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 from ..auth import JWTAuth
 from ..brokers.base import Broker
@@ -97,7 +98,18 @@ class _FileSource(PydanticBaseSettingsSource):
         return dict(_file_values.get() or {})
 
 
+class _EnvSource(EnvSettingsSource):
+    """The environment given to :func:`load_config` (``os.environ`` by default)."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        environ = _environ.get()
+        if environ is None:
+            return super()._load_env_vars()
+        return parse_env_vars(environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
 _file_values: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar("file_values", default=None)
+_environ: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar("environ", default=None)
 
 
 class ServerConfig(BaseSettings):
@@ -151,7 +163,7 @@ class ServerConfig(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, _FileSource(settings_cls)
+        return init_settings, _EnvSource(settings_cls), _FileSource(settings_cls)
 
     # -- what the config builds --------------------------------------------------------
 
@@ -265,13 +277,14 @@ def load_config(
     if unknown:
         raise ConfigError(f"unknown environment variable {unknown[0]}")
     values = read_file(file) if file is not None else {}
-    token = _file_values.set(values)
+    file_token, env_token = _file_values.set(values), _environ.set(environ)
     try:
         config = ServerConfig(**dict(overrides or {}))
     except ValidationError as exc:
         raise ConfigError(describe(exc)) from None
     finally:
-        _file_values.reset(token)
+        _file_values.reset(file_token)
+        _environ.reset(env_token)
     try:
         config.hub_settings()
         config.auth()

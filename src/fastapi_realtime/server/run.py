@@ -1,36 +1,57 @@
-"""Run the server: one process with :func:`fastapi_realtime.run`, or ``workers`` processes
-under uvicorn's supervisor, each building its app from the config handed over in the
-environment (:func:`.workers.app_from_environment`).
+"""Run the server: one process with uvicorn configured by :func:`fastapi_realtime.uvicorn_config`,
+or ``workers`` processes under uvicorn's supervisor, each building its app from the config
+handed over in the environment (:func:`.workers.app_from_environment`).
+
+The broker is tried first: when Redis cannot be reached the command logs one line and exits
+with :data:`STARTUP_FAILURE`.
 
 SIGTERM or SIGINT stops it gracefully: clients are told ``shutdown`` (3001) and the hub closes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import socket
 from typing import Any
 
 import orjson
+import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from ..serve import run, uvicorn_config
+from ..app import Hub
+from ..brokers.base import BrokerError
+from ..hub import Node
+from ..serve import uvicorn_config
 from .app import create_app
 from .config import ServerConfig
 from .logs import configure_logging
-from .workers import WORKER_CONFIG_ENV, WorkerHTTPProtocol
+from .workers import WORKER_CONFIG_ENV, WorkerHTTPProtocol, app_from_environment
+
+log = logging.getLogger("fastapi_realtime.server")
+
+STARTUP_FAILURE = 3
+"""Exit status when the server could not start (e.g. Redis unreachable), as uvicorn's."""
 
 
-def serve(config: ServerConfig) -> None:
-    """Serve ``config`` until SIGTERM/SIGINT."""
+def serve(config: ServerConfig) -> int:
+    """Serve ``config`` until SIGTERM/SIGINT; the exit status (0, or :data:`STARTUP_FAILURE`)."""
     configure_logging(config.log_format, config.log_level)
+    problem = asyncio.run(_broker_problem(config))
+    if problem is not None:
+        log.error("cannot start: %s", problem)
+        return STARTUP_FAILURE
     common: dict[str, Any] = {"log_config": None, "log_level": config.log_level, "timeout_graceful_shutdown": None}
     if config.workers == 1:
         app = create_app(config)
-        run(app, host=config.host, port=config.port, hub=app.state.hub, **common)
-        return
+        hub = app.state.hub
+        server = _HubFirstServer(uvicorn_config(app, host=config.host, port=config.port, hub=hub, **common), hub)
+        server.run()
+        return 0 if server.started else STARTUP_FAILURE
     os.environ[WORKER_CONFIG_ENV] = orjson.dumps(config.revealed()).decode()
     uv = uvicorn_config(
-        "fastapi_realtime.server.app:app_from_environment",
+        f"{app_from_environment.__module__}:{app_from_environment.__qualname__}",
         factory=True,
         host=config.host,
         port=config.port,
@@ -41,3 +62,26 @@ def serve(config: ServerConfig) -> None:
     )
     sock = uv.bind_socket()
     Multiprocess(uv, sockets=[sock]).run()
+    return 0
+
+
+class _HubFirstServer(uvicorn.Server):
+    """Closes the hub before uvicorn closes the connections, so that clients are told 3001
+    ``shutdown`` rather than uvicorn's 1012 (the hub is closed again, a no-op, by the lifespan)."""
+
+    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+        super().__init__(config)
+        self.hub = hub
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.hub.close()
+        await super().shutdown(sockets)
+
+
+async def _broker_problem(config: ServerConfig) -> str | None:
+    """Why the configured broker cannot be started, or ``None`` (it was started and closed)."""
+    try:
+        async with Node(config.hub_settings(), broker=config.make_broker()):
+            return None
+    except BrokerError as exc:
+        return str(exc)

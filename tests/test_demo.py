@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -106,8 +108,9 @@ def test_check_namespaces_names_every_missing_option() -> None:
     hub = Hub(HubSettings(namespaces={"": ChannelOptions(), "chat": ChannelOptions(history_size=10, presence=True)}))
     with pytest.raises(ValueError, match="demo needs") as info:
         check_namespaces(hub)
-    assert "chat.join_leave = true" in str(info.value) and "chat.allow_publish = true" in str(info.value)
-    assert "namespace 'ticker'" in str(info.value) and "chat.presence" not in str(info.value)
+    assert "namespaces.chat.join_leave = true" in str(info.value)
+    assert "namespaces.chat.allow_publish = true" in str(info.value)
+    assert "namespaces.ticker " in str(info.value) and "chat.presence" not in str(info.value)
     check_namespaces(Hub(HubSettings(namespaces=DEMO_NAMESPACES)))
 
 
@@ -147,3 +150,16 @@ def test_browser_tests_skip_without_chromium_locally_and_fail_under_ci(tmp_path:
     with pytest.raises(pytest.fail.Exception, match="browser tests must run under CI"):
         require_browser(absent, {"CI": "true"})
     require_browser(Path(sys.executable), {"CI": "true"})  # present: nothing to say
+
+
+def test_serve_demo_with_a_config_that_lacks_what_it_needs_exits_2_with_one_line() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "fastapi_realtime", "serve", "--demo", "--port", "0", "--set", "namespaces.chat={}"],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("FASTAPI_REALTIME_")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert run.stderr == "fastapi-realtime: the demo mints HS256 tokens for nicknames: set token.hmac_secret\n"

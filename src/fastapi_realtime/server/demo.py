@@ -14,7 +14,7 @@ through :func:`install` and :func:`run_ticker`:
   build of the npm package ``centrifuge`` 5.8.0, MIT, its licence beside it), served locally.
 
 The hub needs the namespaces in :data:`DEMO_NAMESPACES` (or ones at least as permissive);
-:func:`check_namespaces` says which option is missing.
+:func:`check_namespaces` raises :class:`~.config.ConfigError` naming each missing key.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import itertools
 import random
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jwt
 from fastapi import APIRouter, FastAPI
@@ -34,9 +34,7 @@ from pydantic import BaseModel, Field
 
 from ..app import Hub
 from ..settings import ChannelOptions
-
-if TYPE_CHECKING:
-    from .config import ServerConfig
+from .config import ConfigError, ServerConfig
 
 STATIC = Path(__file__).parent / "demo_static"
 CHAT_NAMESPACE = "chat"
@@ -73,20 +71,20 @@ class TokenReply(BaseModel):
 
 
 def check_namespaces(hub: Hub) -> None:
-    """Raise :class:`ValueError` naming what the hub's namespaces lack for the demo."""
+    """Raise :class:`ConfigError` naming each config key the hub's namespaces lack for the demo."""
     missing: list[str] = []
     for name, wanted in DEMO_NAMESPACES.items():
         have = hub.settings.namespaces.get(name)
         if have is None:
-            missing.append(f"namespace {name!r}")
+            missing.append(f"namespaces.{name}")
             continue
         for flag in ("presence", "join_leave", "allow_publish", "allow_subscribe", "allow_history"):
             if getattr(wanted, flag) and not getattr(have, flag):
-                missing.append(f"{name}.{flag} = true")
+                missing.append(f"namespaces.{name}.{flag} = true")
         if not have.history_size:
-            missing.append(f"{name}.history_size > 0")
+            missing.append(f"namespaces.{name}.history_size > 0")
     if missing:
-        raise ValueError("the demo needs " + ", ".join(missing) + " (see DEMO_NAMESPACES)")
+        raise ConfigError("the demo needs " + ", ".join(missing) + " (as in examples/demo.toml)")
 
 
 def demo_router(*, token_secret: str, token_ttl: int = TOKEN_TTL, claims: dict[str, str] | None = None) -> APIRouter:
@@ -139,7 +137,7 @@ def mount_demo(app: FastAPI, hub: Hub, config: ServerConfig) -> None:
     ticker as one of the app's background tasks."""
     secret = config.token.hmac_secret
     if secret is None:
-        raise ValueError("the demo mints HS256 tokens for nicknames: set token.hmac_secret")
+        raise ConfigError("the demo mints HS256 tokens for nicknames: set token.hmac_secret")
     claims = {"aud": config.token.audience, "iss": config.token.issuer}
     install(app, hub, token_secret=secret.get_secret_value(), claims={k: v for k, v in claims.items() if v})
     app.state.background.append(run_ticker)

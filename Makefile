@@ -27,8 +27,14 @@ $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 	npm ci --prefix tests/js --no-audit --no-fund
 	touch $(JS_STAMP)
 
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
 demo: $(STAMP)
-	$(BIN)/python -m examples.chat
+	@echo "Demo chat: open http://$(HOST):$(PORT)/ in two browser tabs (or two browsers), pick a nickname in each and chat."
+	@echo "Live ticker: http://$(HOST):$(PORT)/ticker. Reload a tab, go offline or restart this server: the page reconnects."
+	@echo "Demo only: /demo/token signs a token for any nickname. Ctrl-C stops the server."
+	$(BIN)/python -m fastapi_realtime serve -c examples/demo.toml --demo --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench

@@ -1,6 +1,6 @@
-"""Chat rooms on hand-written endpoints, and the demo page (``make demo``).
+"""Chat rooms on hand-written endpoints (the tutorial API); `make demo` serves the SDK-based demo instead.
 
-- ``GET /``: the demo page (``static/chat.html``): pick a name and a room, and chat.
+- ``GET /``: the page (``static/chat.html``): pick a name and a room, and chat.
 - ``WS /ws/{room}?name=...``: joins ``room`` and publishes every text the client sends to it.
 - ``POST /announce`` ``{"text": ...}``: one message to every connection, whatever its room.
 - ``GET /health``: ``{"status": "ok"}``.

@@ -78,7 +78,10 @@ def test_admin_password_applies_only_when_admin_is_enabled() -> None:
         ({"channel": {"namespaces": [{"presence": True}]}}, "channel.namespaces[0]"),
         ({"channel": {"namespaces": {"chat": {}}}}, "channel.namespaces"),
         ({"client": {"ping_interval": "soon"}}, "client.ping_interval"),
-        ({"channel": {"without_namespace": {"force_recovery": True}}}, "channel.without_namespace.force_recovery"),
+        (
+            {"channel": {"without_namespace": {"auto_cache_recovery": True}}},
+            "channel.without_namespace.auto_cache_recovery",
+        ),
     ],
 )
 def test_translation_errors_name_the_option(data: dict[str, object], named: str) -> None:
@@ -120,3 +123,37 @@ def test_revealed_config_round_trips_for_workers() -> None:
     again = ServerConfig.model_validate(config.revealed())
     assert again.api_key is not None and again.api_key.get_secret_value() == "k"
     assert again.hub_settings() == config.hub_settings()
+
+
+def test_centrifugo_subscribe_options_keep_their_names_and_force_recovery_mode_is_recovery_mode() -> None:
+    data = {
+        "channel": {
+            "namespaces": [
+                {
+                    "name": "state",
+                    "history_size": 10,
+                    "history_ttl": "60s",
+                    "force_recovery": True,
+                    "force_positioning": True,
+                    "force_push_join_leave": True,
+                    "force_recovery_mode": "cache",
+                    "allowed_delta_types": ["fossil"],
+                    "allow_tags_filter": True,
+                }
+            ]
+        }
+    }
+    state = centrifugo.translate(data)["namespaces"]["state"]
+    assert state == {
+        "history_size": 10,
+        "history_ttl": 60.0,
+        "force_recovery": True,
+        "force_positioning": True,
+        "force_push_join_leave": True,
+        "recovery_mode": "cache",
+        "allowed_delta_types": ["fossil"],
+        "allow_tags_filter": True,
+    }
+    config = load_config(None, {"namespaces": {"state": state}}, environ={})
+    options = config.hub_settings().namespaces["state"]
+    assert (options.recovery_mode, tuple(options.allowed_delta_types)) == ("cache", ("fossil",))

@@ -144,11 +144,16 @@ def translate(data: Mapping[str, Any], channel_fields: frozenset[str] | None = N
     return out
 
 
+_RENAMED_CHANNEL_OPTIONS = {"force_recovery_mode": "recovery_mode"}
+"""Centrifugo channel options whose :class:`ChannelOptions` field has another name."""
+
+
 def _channel_options(options: Any, where: str, fields: frozenset[str]) -> dict[str, Any]:
     if not isinstance(options, Mapping):
         raise ValueError(f"{where} must be an object")
     out: dict[str, Any] = {}
-    for key, value in options.items():
+    for centrifugo_key, value in options.items():
+        key = _RENAMED_CHANNEL_OPTIONS.get(centrifugo_key, centrifugo_key)
         if key not in fields:
             raise ValueError(f"unsupported Centrifugo channel option {where}.{key}")
         convert = duration if key.endswith("_ttl") else _same

@@ -127,7 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _token(config, args)
     from .run import serve
 
-    return serve(config)
+    try:
+        return serve(config)
+    except ConfigError as exc:  # found while building the app, e.g. what --demo needs
+        print(f"fastapi-realtime: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _token(config: Any, args: argparse.Namespace) -> int:

@@ -39,7 +39,8 @@ def serve(config: ServerConfig) -> int:
     """Serve ``config`` until SIGTERM/SIGINT; the exit status (0, or :data:`STARTUP_FAILURE`)."""
     configure_logging(config.log_format, config.log_level)
     settings = config.hub_settings()
-    if config.auth() is None and not (settings.allow_anonymous or settings.insecure):
+    # (--demo needs token.hmac_secret, and create_app says so in one line)
+    if config.auth() is None and not (settings.allow_anonymous or settings.insecure or config.demo):
         log.warning(
             "no token key (token.hmac_secret or token.public_key) and limits.allow_anonymous is false: "
             "every client connect will be refused with 101"

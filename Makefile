@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
 BENCH_JS_STAMP := bench/node_modules/.installed
 
-.PHONY: demo test lint typecheck pytest soak bench clean proto
+.PHONY: demo test lint typecheck pytest soak bench bench-redis clean proto
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ $(BENCH_JS_STAMP): bench/package.json bench/package-lock.json
 
 bench: $(STAMP) $(BENCH_JS_STAMP)
 	$(BIN)/python bench/fanout.py
+
+bench-redis: $(STAMP) $(BENCH_JS_STAMP)
+	$(BIN)/python bench/redis_fanout.py
 
 PROTO_DIR := src/fastapi_realtime/protocol/proto
 

@@ -1,8 +1,10 @@
-"""The Redis broker's command connections: a burst beyond ``max_connections`` waits, never fails at once.
+"""The Redis broker under bursts.
 
-redis-py's pools raise "Too many connections" as soon as every connection is busy; the broker makes
-such calls wait for a free connection within its ``timeout`` instead, and raises
-:class:`BrokerUnavailable` only when that runs out (Redis frozen).
+- Commands: redis-py's pools raise "Too many connections" as soon as every connection is busy;
+  the broker makes a call beyond ``max_connections`` wait for a free connection within its
+  ``timeout`` instead, and raises :class:`BrokerUnavailable` only when that runs out (Redis frozen).
+- Pub/Sub: messages that arrived together are dispatched within one loop turn, before the hub's
+  writers run, so the hub sends them batched (several per WebSocket frame).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from redis_servers import RedisCluster, RedisServer, start_redis
 from test_broker_contract import HISTORY, NO_HISTORY, pub
 from test_redis_broker import Watcher, started
 
 from fastapi_realtime import BrokerUnavailable
 from fastapi_realtime.brokers.redis import RedisBroker
+from fastapi_realtime.brokers.redis_wire import ChannelKeys, encode_publication
 
 BURST = 200
 POOL = 5
@@ -80,3 +84,48 @@ async def test_a_burst_on_a_frozen_redis_fails_within_the_timeout(own_redis: Red
 def test_max_connections_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_connections"):
         RedisBroker(max_connections=0)
+
+
+class TurnRecorder(Watcher):
+    """Records, for each publication, the loop turn it was dispatched in (counted by a ticker task)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.turn = 0
+        self.turns: list[int] = []
+
+    def on_publication(self, channel: str, p: object) -> None:
+        self.turns.append(self.turn)
+        super().on_publication(channel, p)
+
+    async def tick(self) -> None:
+        while True:
+            self.turn += 1
+            await asyncio.sleep(0)
+
+
+async def test_messages_received_together_are_dispatched_in_one_loop_turn(redis_server: RedisServer) -> None:
+    """A burst in one pipeline reaches the broker in a few socket reads; every message already
+    received is handed to the hub before the loop runs its writers (not one message per turn)."""
+    events = TurnRecorder()
+    broker = RedisBroker(redis_server.url, prefix=f"t{uuid.uuid4().hex[:12]}", timeout=3.0)
+    await broker.start(events)
+    ticker = asyncio.create_task(events.tick())
+    try:
+        await broker.subscribe("a")
+        channel = ChannelKeys.of(broker.prefix, "a").pubsub
+
+        def burst() -> None:
+            with redis.Redis.from_url(redis_server.url) as c:
+                pipe = c.pipeline(transaction=False)
+                for i in range(BURST):
+                    pipe.publish(channel, b"p0:" + encode_publication(pub(i)))
+                pipe.execute()
+
+        await asyncio.to_thread(burst)
+        await events.until(lambda: len(events.pubs) == BURST)
+        assert [p.data for _, p in events.pubs] == [pub(i).data for i in range(BURST)]
+        assert len(set(events.turns)) <= 10, f"{BURST} messages took {len(set(events.turns))} loop turns"
+    finally:
+        ticker.cancel()
+        await broker.close()

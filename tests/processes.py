@@ -100,6 +100,7 @@ async def start_server(
     port = port or free_port()
     cmd = [sys.executable, "-m", "uvicorn", app, "--app-dir", str(ROOT / "tests"), "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--log-level", "info", "--no-access-log", "--timeout-graceful-shutdown", "3"]
+    cmd += ["--ws-max-size", "65536", "--ws-per-message-deflate", "false"]  # the README's flags for the hub's limits
     if workers > 1:
         cmd += ["--workers", str(workers)]
     proc = await asyncio.create_subprocess_exec(

@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
-from redis_servers import RedisCluster, RedisServer, start_redis
+from redis_servers import RedisCluster, RedisServer
 from test_broker_contract import HISTORY, NO_HISTORY, pub
-from test_redis_broker import Watcher, started
+from test_redis_broker import Watcher, own_redis, started
 
 from fastapi_realtime import BrokerUnavailable
 from fastapi_realtime.brokers.redis import RedisBroker
@@ -28,14 +26,7 @@ from fastapi_realtime.brokers.redis_wire import ChannelKeys, encode_publication
 BURST = 200
 POOL = 5
 
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = start_redis(tmp_path / "redis")
-    try:
-        yield server
-    finally:
-        server.stop()
+__all__ = ["own_redis"]  # the fixture, shared with test_redis_broker
 
 
 async def _burst(broker: RedisBroker, events: Watcher) -> None:

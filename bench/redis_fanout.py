@@ -377,8 +377,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
     parser.add_argument(
         "--in-flight",
         type=int,
-        default=32,
-        help="concurrent publishes in part 1's second rows (below the broker's pool of 50 connections)",
+        default=64,
+        help="concurrent publishes in part 1's second rows (above the broker's pool of 50 connections: "
+        "the rest wait for a free one)",
     )
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)

@@ -90,7 +90,9 @@ class RedisBroker(Broker):
     - ``backoff_min`` / ``backoff_max`` (``0.05`` / ``5.0``): bounds of the reconnect delay, which
       doubles per failed attempt, with full jitter.
     - ``subscribe_batch`` (``512`` channels): most channels sent in one (S)SUBSCRIBE.
-    - ``max_connections`` (``50``): size of the command connection pool (per node on a cluster).
+    - ``max_connections`` (``50``): most calls to Redis in flight at once (the size of the command
+      connection pool; per node on a cluster). A call beyond it waits for a free connection, within
+      its ``timeout``, and only then raises :class:`BrokerUnavailable`.
     - ``max_empty_streams`` (``100_000``): most positions of never-published channels this node
       creates that are still alive (see :meth:`Broker.history`); beyond it, reading the position of
       one more raises :class:`StreamLimitExceeded`.
@@ -116,6 +118,8 @@ class RedisBroker(Broker):
     ) -> None:
         if timeout <= 0 or ping_interval <= 0 or not 0 < backoff_min <= backoff_max or subscribe_batch < 1:
             raise ValueError("timeout, ping_interval, backoff_min <= backoff_max and subscribe_batch must be > 0")
+        if max_connections < 1:
+            raise ValueError("max_connections must be >= 1")
         self.url = url
         self.cluster = cluster
         self._sharded = sharded_pubsub if cluster else False
@@ -123,6 +127,8 @@ class RedisBroker(Broker):
         self.timeout = timeout
         self._link_options = LinkOptions(timeout, ping_interval, backoff_min, backoff_max, subscribe_batch)
         self._max_connections = max_connections
+        self._slots = asyncio.Semaphore(max_connections)
+        """One per pooled connection: a call waits here (within ``timeout``) rather than failing."""
         self._clock = clock
         self._id = uuid.uuid4().hex
         self._control = f"{prefix}:control".encode() if not cluster else f"{prefix}:control:{{control}}".encode()
@@ -156,7 +162,7 @@ class RedisBroker(Broker):
             self._client = self._make_client()
             await asyncio.wait_for(self._initialize(), self.timeout)
             self._events = events
-            await self._call(self._ensure_link(self._control).subscribe(self._control))
+            await self._call(self._ensure_link(self._control).subscribe(self._control), pooled=False)
         except (TimeoutError, BrokerError, RedisError, OSError) as exc:
             await self.close()
             raise BrokerUnavailable(
@@ -170,11 +176,13 @@ class RedisBroker(Broker):
     def _make_client(self) -> Any:
         # A few quick retries ride over stale pooled connections (after a Redis restart) and
         # failovers; the publish script is idempotent (its publish id), so a retry never
-        # publishes twice. The whole call stays bounded by ``timeout``.
+        # publishes twice. The whole call stays bounded by ``timeout``. Calls never take more than
+        # ``max_connections`` at once (``_slots``); a cluster keeps one spare per node for its own
+        # topology refreshes.
         options: dict[str, Any] = {
             "socket_timeout": self.timeout,
             "socket_connect_timeout": self.timeout,
-            "max_connections": self._max_connections,
+            "max_connections": self._max_connections + (1 if self.cluster else 0),
             "retry": Retry(ExponentialBackoff(cap=0.5, base=0.02), 3),
         }
         if self.cluster:
@@ -326,12 +334,12 @@ class RedisBroker(Broker):
         try:
             for link in list(self._links.values()):
                 channel = self._sync_channel(link)
-                await self._call(link.subscribe(channel))
+                await self._call(link.subscribe(channel), pooled=False)
                 token = secrets.token_hex(8)
                 self._syncs[token] = asyncio.get_running_loop().create_future()
                 tokens.append(token)
                 await self._call(self._fanout(channel, b"s" + token.encode()))
-            await self._call(asyncio.gather(*(self._syncs[t] for t in tokens if t in self._syncs)))
+            await self._call(asyncio.gather(*(self._syncs[t] for t in tokens if t in self._syncs)), pooled=False)
         finally:
             for token in tokens:
                 self._syncs.pop(token, None)
@@ -353,15 +361,30 @@ class RedisBroker(Broker):
 
     # -- calls to Redis -----------------------------------------------------------------
 
-    async def _call(self, awaitable: Awaitable[T]) -> T:
-        """Await a call to Redis; :class:`BrokerUnavailable` when it fails or takes longer than ``timeout``."""
+    async def _call(self, awaitable: Awaitable[T], *, pooled: bool = True) -> T:
+        """Await a call to Redis; :class:`BrokerUnavailable` when it fails or takes longer than ``timeout``.
+
+        ``pooled`` calls use a command connection: beyond ``max_connections`` of them at once, a call
+        waits for one to be free (the wait counts against ``timeout``); redis-py's pools would raise
+        at once instead (and the cluster client has no waiting pool)."""
         if self._client is None:
             if asyncio.iscoroutine(awaitable):
                 awaitable.close()
             raise BrokerUnavailable(f"Redis broker for {redact(self.url)} is not started")
         try:
             async with asyncio.timeout(self.timeout):
-                return await awaitable
+                if not pooled:
+                    return await awaitable
+                try:
+                    await self._slots.acquire()
+                except BaseException:
+                    if asyncio.iscoroutine(awaitable):
+                        awaitable.close()
+                    raise
+                try:
+                    return await awaitable
+                finally:
+                    self._slots.release()
         except TimeoutError as exc:
             raise BrokerUnavailable(f"Redis at {redact(self.url)} did not answer within {self.timeout}s") from exc
         except (RedisError, OSError, LinkLost) as exc:
@@ -400,7 +423,7 @@ class RedisBroker(Broker):
         pubsub = keys.pubsub.encode()
         self._channels[pubsub] = channel
         try:
-            await self._call(self._ensure_link(pubsub).subscribe(pubsub))
+            await self._call(self._ensure_link(pubsub).subscribe(pubsub), pooled=False)
         except BaseException:
             self._forget(pubsub)
             raise

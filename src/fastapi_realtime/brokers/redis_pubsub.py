@@ -7,6 +7,10 @@ jitter, connects again and resubscribes everything before it reports the link up
 Pub/Sub is at most once: whatever was published while the link was down is lost, which is why
 the owner is told (and tells the hub, which checks stream positions).
 
+Messages that arrived together are dispatched back to back within one loop turn (redis-py's read
+returns a message it already buffered without waiting), so the hub sends a burst batched;
+``tests/test_redis_load.py`` guards that against changes of redis-py.
+
 Subscribing waits until Redis confirmed the subscription (so a publication made after
 ``subscribe`` returns is received); unsubscribing takes effect at once for the owner (it drops
 messages of channels it no longer wants) and is sent to Redis in the next batch.

@@ -17,9 +17,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, WebSocketException
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from . import api
+from . import api, streaming
 from .client import ClientHandler
 from .connection import Connection, close_at
 from .hooks import OnConnect, OnMessage, OnPublish, OnRefresh, OnRPC, OnSubscribe, RPCContext
@@ -143,14 +145,38 @@ class Hub(Node):
 
     # -- the protocol endpoint --------------------------------------------------------
 
-    def router(self, path: str = "/connection/websocket", *, uni_path: str | None = None) -> APIRouter:
+    def router(
+        self,
+        path: str = "/connection/websocket",
+        *,
+        uni_path: str | None = None,
+        uni_sse_path: str | None = None,
+        uni_http_stream_path: str | None = None,
+    ) -> APIRouter:
         """An ``APIRouter`` with the Centrifuge-protocol WebSocket endpoint at ``path`` and,
-        when ``uni_path`` is given (e.g. ``"/connection/uni_websocket"``), the unidirectional one."""
+        for each path given, a unidirectional endpoint: ``uni_path`` (WebSocket, e.g.
+        ``"/connection/uni_websocket"``), ``uni_sse_path`` (Server-Sent Events, ``GET`` and
+        ``POST``, e.g. ``"/connection/uni_sse"``) and ``uni_http_stream_path``
+        (newline-delimited JSON, ``POST``, e.g. ``"/connection/uni_http_stream"``)."""
         router = APIRouter()
         router.add_api_websocket_route(path, self.websocket_endpoint)
         if uni_path is not None:
             router.add_api_websocket_route(uni_path, self.uni_websocket_endpoint)
+        if uni_sse_path is not None:
+            router.add_api_route(uni_sse_path, self.uni_sse_endpoint, methods=["GET", "POST"], include_in_schema=False)
+        if uni_http_stream_path is not None:
+            router.add_api_route(
+                uni_http_stream_path, self.uni_http_stream_endpoint, methods=["POST"], include_in_schema=False
+            )
         return router
+
+    async def uni_sse_endpoint(self, request: Request) -> Response:
+        """Serve one unidirectional client as Server-Sent Events (see :mod:`.streaming`)."""
+        return await streaming.uni_sse(self, request)
+
+    async def uni_http_stream_endpoint(self, request: Request) -> Response:
+        """Serve one unidirectional client as newline-delimited JSON (see :mod:`.streaming`)."""
+        return await streaming.uni_http_stream(self, request)
 
     def api_router(self, *, api_key: str, prefix: str = "/api") -> APIRouter:
         """An ``APIRouter`` with the Centrifugo-compatible HTTP server API (``POST /api/publish``,

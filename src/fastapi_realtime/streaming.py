@@ -1,0 +1,162 @@
+"""Unidirectional SSE and HTTP-streaming endpoints, for clients with no SDK.
+
+``GET /connection/uni_sse`` (``EventSource``, ``curl -N``) and ``POST
+/connection/uni_http_stream`` (newline-delimited JSON) serve the same session as the
+unidirectional WebSocket: the client sends one connect request, as the ``cf_connect`` query
+parameter (URL-encoded JSON, as Centrifugo) or as the request body, then only listens. It
+gets the same unwrapped pushes (``connect``, publications of its server-side subscriptions,
+``{}`` pings every ``ping_interval``, a ``disconnect`` push before the stream ends).
+
+Recovery after a reconnect: a connect request may carry stream positions in ``subs``
+(``{"subs": {"news": {"recover": true, "offset": 5, "epoch": "..."}}}``, the offsets and
+epochs of the ``connect`` push and of the publications), and an SSE reader's ``Last-Event-ID``
+(see :mod:`.transports.sse`) is turned into such positions.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from .client import ClientHandler
+from .protocol.codecs import CentrifugeCodec
+from .protocol.errors import Disconnect
+from .transports.sse import Encoder, SSEEncoder, json_lines, parse_last_event_id
+from .transports.stream import StreamTransport
+
+if TYPE_CHECKING:
+    from .app import Hub
+
+log = logging.getLogger("fastapi_realtime.streaming")
+
+SSE_MEDIA_TYPE = "text/event-stream"
+JSON_LINES_MEDIA_TYPE = "application/x-ndjson"
+
+
+class BadConnectRequest(ValueError):
+    """The connect request of a stream cannot be read (HTTP 400)."""
+
+
+class _StreamResponse(Response):
+    """A response whose body is a session's stream of pushes."""
+
+    def __init__(
+        self, hub: Hub, request: Request, connect: dict[str, Any], encoder: Encoder, media_type: str, transport: str
+    ) -> None:
+        super().__init__(media_type=media_type)
+        self.hub, self.request, self.connect, self.encoder = hub, request, connect, encoder
+        self.transport_name = transport
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        transport = StreamTransport(receive, send, self.encoder)
+        assert self.media_type is not None
+        await transport.start(self.media_type)
+        codec = CentrifugeCodec(unidirectional=True)
+        client = self.request.client
+        try:
+            session = self.hub.open_session(transport, codec, user=None, client_ip=client.host if client else None)
+        except Disconnect as exc:
+            await transport.send(codec.disconnect(exc.code, exc.reason) or "")
+            await transport.close(exc.code, exc.reason)
+            return
+        handler = ClientHandler(
+            self.hub,
+            session,
+            codec,
+            transport_name=self.transport_name,
+            headers=dict(self.request.headers),
+            initial_connect=orjson.dumps(self.connect).decode(),
+        )
+        try:
+            await self.hub.serve(session, handler.serve)
+        finally:
+            await transport.close(session.close_code, session.close_reason)
+
+
+def _refused_origin(hub: Hub, request: Request) -> Response | None:
+    origin, host = request.headers.get("origin"), request.headers.get("host")
+    if hub.origin_policy.allows(origin, host):
+        return None
+    client = request.client
+    log.warning(
+        "refused a stream to %s from origin %r (Host %r, client %s): not allowed by allowed_origins",
+        request.url.path,
+        (origin or "")[:200],
+        (host or "")[:200],
+        client.host if client else "?",
+    )
+    return PlainTextResponse("origin not allowed", status_code=403)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BadConnectRequest(f"the connect request is over client_max_frame_bytes ({limit} bytes)")
+    return bytes(body)
+
+
+async def connect_request(request: Request, limit: int) -> dict[str, Any]:
+    """The connect request of a stream: the request body (POST) or ``cf_connect`` (JSON).
+    Neither: ``{}`` (anonymous, if the hub allows it)."""
+    raw: bytes | str = await _read_body(request, limit) if request.method == "POST" else b""
+    if not raw:
+        raw = request.query_params.get("cf_connect", "")
+        if len(raw) > limit:
+            raise BadConnectRequest(f"cf_connect is over client_max_frame_bytes ({limit} bytes)")
+    if not raw:
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadConnectRequest("the connect request must be JSON (a body or the cf_connect parameter)") from None
+    if not isinstance(body, dict):
+        raise BadConnectRequest("the connect request must be a JSON object")
+    return body
+
+
+def _with_positions(connect: dict[str, Any], last_event_id: str, max_bytes: int) -> tuple[dict[str, Any], Any]:
+    """Add the positions of a ``Last-Event-ID`` to the connect request's ``subs`` (the
+    request's own positions win)."""
+    positions = parse_last_event_id(last_event_id, max_bytes)
+    subs = connect.get("subs")
+    subs = dict(subs) if isinstance(subs, dict) else {}
+    for channel, (offset, epoch) in positions.items():
+        subs.setdefault(channel, {"recover": True, "offset": offset, "epoch": epoch})
+    return {**connect, "subs": subs}, positions
+
+
+async def uni_sse(hub: Hub, request: Request) -> Response:
+    """``GET`` (or ``POST``) ``/connection/uni_sse``: a unidirectional session as Server-Sent Events."""
+    refused = _refused_origin(hub, request)
+    if refused is not None:
+        return refused
+    settings = hub.settings
+    try:
+        connect = await connect_request(request, settings.client_max_frame_bytes)
+        positions = None
+        last_event_id = request.headers.get("last-event-id")
+        if last_event_id:
+            connect, positions = _with_positions(connect, last_event_id, settings.sse_event_id_max_bytes)
+    except ValueError as exc:
+        return PlainTextResponse(str(exc), status_code=400)
+    encoder = SSEEncoder(settings.sse_event_id_max_bytes, positions)
+    return _StreamResponse(hub, request, connect, encoder, SSE_MEDIA_TYPE, "uni_sse")
+
+
+async def uni_http_stream(hub: Hub, request: Request) -> Response:
+    """``POST /connection/uni_http_stream``: a unidirectional session as newline-delimited JSON."""
+    refused = _refused_origin(hub, request)
+    if refused is not None:
+        return refused
+    try:
+        connect = await connect_request(request, hub.settings.client_max_frame_bytes)
+    except BadConnectRequest as exc:
+        return PlainTextResponse(str(exc), status_code=400)
+    return _StreamResponse(hub, request, connect, json_lines, JSON_LINES_MEDIA_TYPE, "uni_http_stream")

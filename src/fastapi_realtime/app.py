@@ -152,12 +152,19 @@ class Hub(Node):
         uni_path: str | None = None,
         uni_sse_path: str | None = None,
         uni_http_stream_path: str | None = None,
+        http_stream_path: str | None = None,
+        sse_path: str | None = None,
+        emulation_path: str = "/emulation",
     ) -> APIRouter:
         """An ``APIRouter`` with the Centrifuge-protocol WebSocket endpoint at ``path`` and,
         for each path given, a unidirectional endpoint: ``uni_path`` (WebSocket, e.g.
         ``"/connection/uni_websocket"``), ``uni_sse_path`` (Server-Sent Events, ``GET`` and
         ``POST``, e.g. ``"/connection/uni_sse"``) and ``uni_http_stream_path``
-        (newline-delimited JSON, ``POST``, e.g. ``"/connection/uni_http_stream"``)."""
+        (newline-delimited JSON, ``POST``, e.g. ``"/connection/uni_http_stream"``).
+
+        ``http_stream_path`` (e.g. ``"/connection/http_stream"``) and ``sse_path`` (e.g.
+        ``"/connection/sse"``) serve centrifuge-js's fallback transports of the same names;
+        with either, ``emulation_path`` takes their clients' commands (see :mod:`.streaming`)."""
         router = APIRouter()
         router.add_api_websocket_route(path, self.websocket_endpoint)
         if uni_path is not None:
@@ -168,7 +175,25 @@ class Hub(Node):
             router.add_api_route(
                 uni_http_stream_path, self.uni_http_stream_endpoint, methods=["POST"], include_in_schema=False
             )
+        if http_stream_path is not None:
+            router.add_api_route(http_stream_path, self.http_stream_endpoint, methods=["POST"], include_in_schema=False)
+        if sse_path is not None:
+            router.add_api_route(sse_path, self.sse_endpoint, methods=["GET", "POST"], include_in_schema=False)
+        if http_stream_path is not None or sse_path is not None:
+            router.add_api_route(emulation_path, self.emulation_endpoint, methods=["POST"], include_in_schema=False)
         return router
+
+    async def http_stream_endpoint(self, request: Request) -> Response:
+        """Serve one centrifuge-js ``http_stream`` client (see :mod:`.streaming`)."""
+        return await streaming.http_stream(self, request)
+
+    async def sse_endpoint(self, request: Request) -> Response:
+        """Serve one centrifuge-js ``sse`` client (see :mod:`.streaming`)."""
+        return await streaming.sse(self, request)
+
+    async def emulation_endpoint(self, request: Request) -> Response:
+        """Take one ``/emulation`` request of an ``http_stream`` or ``sse`` client."""
+        return await streaming.emulation(self, request)
 
     async def uni_sse_endpoint(self, request: Request) -> Response:
         """Serve one unidirectional client as Server-Sent Events (see :mod:`.streaming`)."""

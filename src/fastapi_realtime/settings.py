@@ -148,6 +148,9 @@ class HubSettings:
     """Longest SSE event id (the stream positions of a ``uni_sse`` reader), in bytes. A longer
     id is not sent (the reader keeps its previous one: a reconnect then recovers from there
     and may repeat publications); a longer ``Last-Event-ID`` is refused with HTTP 400."""
+    emulation_queue_max_requests: int = 64
+    """``/emulation`` requests (centrifuge-js ``http_stream``/``sse`` commands) waiting for
+    their session to read them. Over it: HTTP 429 (the command times out on the client)."""
     client_reply_max_bytes: int = 16 * 1024 * 1024
     """Largest reply to one command (history, a subscribe with recovered publications, RPC),
     in characters. Replies are not counted against ``client_queue_max_bytes``. Over it:

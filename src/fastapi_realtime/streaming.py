@@ -1,4 +1,5 @@
-"""Unidirectional SSE and HTTP-streaming endpoints, for clients with no SDK.
+"""SSE and HTTP-streaming endpoints: unidirectional ones for clients with no SDK, and the
+bidirectional emulation centrifuge-js falls back to when WebSocket is refused.
 
 ``GET /connection/uni_sse`` (``EventSource``, ``curl -N``) and ``POST
 /connection/uni_http_stream`` (newline-delimited JSON) serve the same session as the
@@ -11,11 +12,22 @@ Recovery after a reconnect: a connect request may carry stream positions in ``su
 (``{"subs": {"news": {"recover": true, "offset": 5, "epoch": "..."}}}``, the offsets and
 epochs of the ``connect`` push and of the publications), and an SSE reader's ``Last-Event-ID``
 (see :mod:`.transports.sse`) is turned into such positions.
+
+Bidirectional emulation (centrifuge-js transports ``http_stream`` and ``sse``, Centrifugo's
+paths): ``POST /connection/http_stream`` (the connect command as the body) and ``GET
+/connection/sse`` (``cf_connect``) open a stream of replies and pushes, as on the protocol's
+WebSocket; the connect reply carries ``session`` (a secret key) and ``node`` (the hub's
+``node_id``), and the client sends every later command in ``POST /emulation`` requests
+``{"session": ..., "node": ..., "data": "<commands, newline-joined>"}``. The request reaches
+the session on this hub, or through the broker on the hub named by ``node``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import secrets
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -23,11 +35,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from .brokers.base import BrokerError
 from .client import ClientHandler
+from .exceptions import HubNotRunning
 from .protocol.codecs import CentrifugeCodec
 from .protocol.errors import Disconnect
-from .transports.sse import Encoder, SSEEncoder, json_lines, parse_last_event_id
-from .transports.stream import StreamTransport
+from .transports.sse import Encoder, SSEEncoder, json_lines, parse_last_event_id, sse_replies
+from .transports.stream import EmulatedTransport, StreamTransport
 
 if TYPE_CHECKING:
     from .app import Hub
@@ -160,3 +174,116 @@ async def uni_http_stream(hub: Hub, request: Request) -> Response:
     except BadConnectRequest as exc:
         return PlainTextResponse(str(exc), status_code=400)
     return _StreamResponse(hub, request, connect, json_lines, JSON_LINES_MEDIA_TYPE, "uni_http_stream")
+
+
+class _EmulatedResponse(Response):
+    """A response whose body is a bidirectional emulation session's replies and pushes."""
+
+    def __init__(self, hub: Hub, request: Request, connect: bytes, encoder: Encoder, media_type: str) -> None:
+        super().__init__(media_type=media_type)
+        self.hub, self.request, self.connect, self.encoder = hub, request, connect, encoder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub = self.hub
+        transport = EmulatedTransport(
+            receive, send, self.encoder, self.connect.decode(), hub.settings.emulation_queue_max_requests
+        )
+        assert self.media_type is not None
+        await transport.start(self.media_type)
+        codec = CentrifugeCodec()
+        client = self.request.client
+        try:
+            session = hub.open_session(transport, codec, user=None, client_ip=client.host if client else None)
+        except Disconnect as exc:
+            await transport.send(orjson.dumps({"push": {"disconnect": {"code": exc.code, "reason": exc.reason}}}))
+            await transport.close(exc.code, exc.reason)
+            return
+        key = secrets.token_urlsafe(24)
+        transport_name = "sse" if self.encoder is sse_replies else "http_stream"
+        handler = ClientHandler(
+            hub,
+            session,
+            codec,
+            transport_name=transport_name,
+            headers=dict(self.request.headers),
+            emulation_session=key,
+        )
+        hub.register_emulated(key, transport.put)
+        watcher = asyncio.create_task(transport.watch_disconnect(), name=f"session-{session.id}-disconnect")
+        try:
+            await hub.serve(session, handler.serve)
+        finally:
+            hub.unregister_emulated(key)
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await transport.close(session.close_code, session.close_reason)
+
+
+async def _emulated_stream(hub: Hub, request: Request, encoder: Encoder, media_type: str) -> Response:
+    refused = _refused_origin(hub, request)
+    if refused is not None:
+        return refused
+    if request.headers.get("content-type", "").startswith("application/octet-stream"):
+        return PlainTextResponse("only the JSON protocol is served over emulation", status_code=415)
+    limit = hub.settings.client_max_frame_bytes
+    try:
+        body = await _read_body(request, limit) if request.method == "POST" else b""
+    except BadConnectRequest as exc:
+        return PlainTextResponse(str(exc), status_code=400)
+    connect = body or request.query_params.get("cf_connect", "").encode()
+    if not connect:
+        return PlainTextResponse("the connect command is missing (request body or cf_connect)", status_code=400)
+    if len(connect) > limit:
+        return PlainTextResponse(f"cf_connect is over client_max_frame_bytes ({limit} bytes)", status_code=400)
+    return _EmulatedResponse(hub, request, connect, encoder, media_type)
+
+
+async def http_stream(hub: Hub, request: Request) -> Response:
+    """``POST /connection/http_stream``: centrifuge-js's ``http_stream`` transport (replies and
+    pushes as newline-delimited JSON)."""
+    return await _emulated_stream(hub, request, json_lines, JSON_LINES_MEDIA_TYPE)
+
+
+async def sse(hub: Hub, request: Request) -> Response:
+    """``GET`` (or ``POST``) ``/connection/sse``: centrifuge-js's ``sse`` transport."""
+    return await _emulated_stream(hub, request, sse_replies, SSE_MEDIA_TYPE)
+
+
+async def emulation(hub: Hub, request: Request) -> Response:
+    """``POST /emulation``: one client request of an emulation session: 204 once handed over,
+    400 when malformed, 413 over ``client_max_frame_bytes``, 429 when the session has
+    ``emulation_queue_max_requests`` waiting already, 503 when another node's request cannot
+    be routed (the broker is down). A ``node`` other than this hub goes through the broker;
+    a session that is gone is answered 204 (its stream has ended, the client reconnects)."""
+    refused = _refused_origin(hub, request)
+    if refused is not None:
+        return refused
+    limit = hub.settings.client_max_frame_bytes
+    try:
+        raw = await _read_body(request, limit + 1024)  # the data, plus the session and node
+    except BadConnectRequest:
+        return PlainTextResponse(f"the request is over client_max_frame_bytes ({limit} bytes)", status_code=413)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return PlainTextResponse("the emulation request must be JSON", status_code=400)
+    match body:
+        case {"session": str(key), "node": str(node), "data": str(data)} if key and node:
+            pass
+        case _:
+            return PlainTextResponse(
+                'the emulation request must be {"session": str, "node": str, "data": str}', status_code=400
+            )
+    if len(data) > limit:
+        return PlainTextResponse(f"the request is over client_max_frame_bytes ({limit} bytes)", status_code=413)
+    try:
+        delivered = await hub.emulate(node, key, data)
+    except (BrokerError, HubNotRunning) as exc:  # the client closes the transport and reconnects
+        log.warning("routing an emulation request to node %s failed: %r", node[:40], exc)
+        return PlainTextResponse("the node of this session cannot be reached", status_code=503)
+    if not delivered:
+        return PlainTextResponse(
+            "too many requests wait for this session (emulation_queue_max_requests)", status_code=429
+        )
+    return Response(status_code=204)

@@ -114,3 +114,10 @@ def json_lines(frame: Frame) -> bytes:
 
 
 Encoder = Callable[[Frame], bytes]
+
+
+def sse_replies(frame: Frame) -> bytes:
+    """A bidirectional frame (replies joined with ``\\n``) as one SSE event, one ``data:`` line
+    per reply: ``EventSource`` joins them back with ``\\n``, as the client's decoder expects."""
+    text = frame if isinstance(frame, str) else frame.decode()
+    return "".join(f"data: {line}\n" for line in text.split("\n")).encode() + b"\n"

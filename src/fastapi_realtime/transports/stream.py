@@ -12,6 +12,7 @@ client to go away (``http.disconnect``) and then raises :class:`TransportClosed`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 
 from starlette.types import Receive, Send
@@ -75,3 +76,46 @@ class StreamTransport:
         self._ended = True
         if not self._stuck:  # a client that stopped reading gets no clean end: the server drops it
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class EmulatedTransport(StreamTransport):
+    """The stream of a bidirectional emulation session (centrifuge-js ``http_stream``/``sse``).
+
+    Replies and pushes go out in the response body; the client's commands come in through
+    separate ``/emulation`` requests, handed to :meth:`put` (on this hub, or routed here through
+    the broker), and :meth:`receive` returns them in order. At most ``max_queued`` requests
+    wait to be read: :meth:`put` refuses more. Run :meth:`watch_disconnect` in a task while the
+    stream lives: once the client is gone, :meth:`receive` raises :class:`TransportClosed`.
+    """
+
+    def __init__(
+        self, receive: Receive, send: Send, encode: Callable[[Frame], bytes], first: Frame, max_queued: int
+    ) -> None:
+        super().__init__(receive, send, encode)
+        self._inbox: asyncio.Queue[Frame | None] = asyncio.Queue()
+        self._inbox.put_nowait(first)
+        self._max_queued = max_queued
+        self._gone = False
+
+    def put(self, data: str) -> bool:
+        """Queue the commands of one emulation request; False when ``max_queued`` wait already."""
+        if self._gone:
+            return True  # the stream ended: the client reconnects and sends them again
+        if self._inbox.qsize() >= self._max_queued:
+            return False
+        self._inbox.put_nowait(data)
+        return True
+
+    async def watch_disconnect(self) -> None:
+        """Wait for the client to go away, then make :meth:`receive` raise."""
+        with contextlib.suppress(TransportClosed):
+            await StreamTransport.receive(self)
+        self._gone = True
+        self._inbox.put_nowait(None)
+
+    async def receive(self) -> Frame:
+        frame = await self._inbox.get()
+        if frame is None:
+            self._inbox.put_nowait(None)  # every later receive sees the end too
+            raise TransportClosed(ABNORMAL_CLOSURE)
+        return frame

@@ -28,7 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 from wsclient import ProtocolClient
 
-from examples import auth, chat, echo, http_api, scaleout, streams, ticker
+from examples import auth, chat, echo, fallback, http_api, scaleout, streams, ticker
 from fastapi_realtime import Hub, StreamPosition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -353,7 +353,37 @@ async def test_streams_sse_and_json_lines_get_news_and_sse_recovers_with_last_ev
         assert [p["data"] for p in sub["publications"]] == [{"text": "missed"}]
 
 
-@pytest.mark.parametrize("name", ["echo", "chat", "ticker", "auth", "http_api", "scaleout", "streams"])
+# -- fallback -----------------------------------------------------------------------------
+
+
+async def test_fallback_http_stream_session_subscribes_and_publishes_through_emulation() -> None:
+    async with (
+        running_server(fallback.app) as server,
+        httpx.AsyncClient(base_url=server.http_url, timeout=TIMEOUT) as http,
+        http.stream("POST", "/connection/http_stream", json={"id": 1, "connect": {}}) as stream,
+    ):
+        lines = stream.aiter_lines()
+
+        async def reply() -> Any:
+            async with asyncio.timeout(TIMEOUT):
+                async for line in lines:
+                    if line not in ("", "{}"):
+                        return json.loads(line)
+            raise AssertionError("the stream ended")
+
+        connect = (await reply())["connect"]
+        emulation = {"session": connect["session"], "node": connect["node"]}
+        subscribe = json.dumps({"id": 2, "subscribe": {"channel": "chat:lobby"}})
+        assert (await http.post("/emulation", json={**emulation, "data": subscribe})).status_code == 204
+        assert (await reply())["id"] == 2
+        publish = json.dumps({"id": 3, "publish": {"channel": "chat:lobby", "data": {"text": "hi"}}})
+        assert (await http.post("/emulation", json={**emulation, "data": publish})).status_code == 204
+        got = [await reply(), await reply()]
+        assert {"id": 3, "publish": {}} in got
+        assert [g["push"]["pub"]["data"] for g in got if "push" in g] == [{"text": "hi"}]
+
+
+@pytest.mark.parametrize("name", ["echo", "chat", "ticker", "auth", "http_api", "scaleout", "streams", "fallback"])
 async def test_example_runs_with_python_dash_m(name: str) -> None:
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": "0", "PYTHONUNBUFFERED": "1"}
     proc = await asyncio.create_subprocess_exec(

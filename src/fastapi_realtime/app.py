@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, WebSocketException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -115,19 +115,26 @@ class Hub(Node):
         accepting; use it as a dependency for endpoints that accept the WebSocket themselves:
         ``@app.websocket("/ws", dependencies=[Depends(hub.check_origin)])``.
         """
-        origin = websocket.headers.get("origin")
-        host = websocket.headers.get("host")
+        if not self.origin_allowed(websocket, "a WebSocket"):
+            raise WebSocketException(POLICY_VIOLATION, "origin not allowed")
+
+    def origin_allowed(self, conn: HTTPConnection, what: str = "a request") -> bool:
+        """Whether ``conn`` (a WebSocket or an HTTP request) comes from an origin
+        ``HubSettings.allowed_origins`` lets in (or the same origin); a refusal is logged as
+        one WARNING line naming ``what`` was refused."""
+        origin, host = conn.headers.get("origin"), conn.headers.get("host")
         if self.origin_policy.allows(origin, host):
-            return
-        client = websocket.client
+            return True
+        client = conn.client
         log.warning(
-            "refused a WebSocket to %s from origin %r (Host %r, client %s): not allowed by allowed_origins",
-            websocket.url.path,
+            "refused %s to %s from origin %r (Host %r, client %s): not allowed by allowed_origins",
+            what,
+            conn.url.path,
             (origin or "")[:200],
             (host or "")[:200],
             client.host if client else "?",
         )
-        raise WebSocketException(POLICY_VIOLATION, "origin not allowed")
+        return False
 
     async def _before_accept(self, websocket: WebSocket) -> None:
         """What every endpoint of the hub checks before it accepts a WebSocket."""

@@ -93,17 +93,8 @@ class _StreamResponse(Response):
 
 
 def _refused_origin(hub: Hub, request: Request) -> Response | None:
-    origin, host = request.headers.get("origin"), request.headers.get("host")
-    if hub.origin_policy.allows(origin, host):
+    if hub.origin_allowed(request, "a stream"):
         return None
-    client = request.client
-    log.warning(
-        "refused a stream to %s from origin %r (Host %r, client %s): not allowed by allowed_origins",
-        request.url.path,
-        (origin or "")[:200],
-        (host or "")[:200],
-        client.host if client else "?",
-    )
     return PlainTextResponse("origin not allowed", status_code=403)
 
 

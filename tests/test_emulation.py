@@ -152,3 +152,17 @@ async def test_a_session_with_emulation_queue_max_requests_waiting_refuses_more_
         assert statuses[-1] == 429 and 204 in statuses
         release.set()
         assert (await next_reply(lines)) == {"id": 2, "rpc": {"data": {"released": True}}}
+
+
+async def test_a_server_disconnect_ends_the_stream_with_a_disconnect_push() -> None:
+    async with (
+        serving() as (hub, srv, _),
+        httpx.AsyncClient(base_url=srv.http_url, timeout=5) as http,
+        http.stream("POST", STREAM, content=CONNECT) as response,
+    ):
+        lines = response.aiter_lines()
+        client = (await next_reply(lines))["connect"]["client"]
+        await hub.disconnect("", client=client)
+        async with asyncio.timeout(5):
+            rest = [orjson.loads(line) async for line in lines if line]
+    assert rest[-1] == {"push": {"disconnect": {"code": 3503, "reason": "force disconnect"}}}

@@ -186,7 +186,6 @@ class _EmulatedResponse(Response):
         try:
             session = hub.open_session(transport, codec, user=None, client_ip=client.host if client else None)
         except Disconnect as exc:
-            await transport.send(orjson.dumps({"push": {"disconnect": {"code": exc.code, "reason": exc.reason}}}))
             await transport.close(exc.code, exc.reason)
             return
         key = secrets.token_urlsafe(24)

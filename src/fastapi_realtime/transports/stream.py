@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 
+import orjson
 from starlette.types import Receive, Send
 
 from ..session import Frame, TransportClosed
@@ -112,6 +113,15 @@ class EmulatedTransport(StreamTransport):
             await StreamTransport.receive(self)
         self._gone = True
         self._inbox.put_nowait(None)
+
+    async def close(self, code: int, reason: str) -> None:
+        """Send ``{"push":{"disconnect":...}}`` (a stream has no close code; the client needs
+        it to know whether to reconnect), then end the body."""
+        if not self._ended and not self._stuck:
+            with contextlib.suppress(TransportClosed):
+                push = {"push": {"disconnect": {"code": code, "reason": reason}}}
+                await self.send(orjson.dumps(push).decode())
+        await super().close(code, reason)
 
     async def receive(self) -> Frame:
         frame = await self._inbox.get()

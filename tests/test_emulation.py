@@ -166,3 +166,22 @@ async def test_a_server_disconnect_ends_the_stream_with_a_disconnect_push() -> N
         async with asyncio.timeout(5):
             rest = [orjson.loads(line) async for line in lines if line]
     assert rest[-1] == {"push": {"disconnect": {"code": 3503, "reason": "force disconnect"}}}
+
+
+async def test_pings_are_answered_through_emulation_and_a_missing_pong_closes_with_3012() -> None:
+    async with (
+        serving(ping_interval=0.3, pong_timeout=0.2) as (_, srv, _),
+        httpx.AsyncClient(base_url=srv.http_url, timeout=5) as http,
+        http.stream("POST", STREAM, content=CONNECT) as response,
+    ):
+        lines = response.aiter_lines()
+        connect = (await next_reply(lines))["connect"]
+        assert connect["pong"] is True
+        pong = {"session": connect["session"], "node": connect["node"], "data": "{}"}
+        async with asyncio.timeout(5):
+            for _ in range(2):  # answered pings keep the session
+                assert await anext(lines) == "{}"
+                assert (await http.post(EMULATION, json=pong)).status_code == 204
+            assert await anext(lines) == "{}"  # this one is not answered
+            rest = [orjson.loads(line) async for line in lines if line]
+    assert rest[-1] == {"push": {"disconnect": {"code": 3012, "reason": "no pong"}}}

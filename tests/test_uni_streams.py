@@ -250,3 +250,15 @@ async def test_a_reader_that_never_reads_is_dropped_without_slowing_others(serve
             await stalled.wait_ended()
         assert stalled.close_code == 3008
     sock.close()
+
+
+async def test_hub_shutdown_sends_3001_and_ends_the_stream(server: Any) -> None:
+    hub, srv = server
+    async with httpx.AsyncClient(base_url=srv.http_url) as http:
+        async with http.stream("POST", STREAM, json={"token": token("gus")}) as response:
+            lines = response.aiter_lines()
+            async with asyncio.timeout(5):
+                assert "connect" in orjson.loads(await anext(lines))
+                await hub.close()
+                rest = [orjson.loads(line) async for line in lines if line]
+    assert rest[-1] == {"disconnect": {"code": 3001, "reason": "shutdown"}}

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from servers import RunningServer, running_server
 
 from fastapi_realtime import ChannelOptions, Hub, HubSettings, JWTAuth
+from fastapi_realtime.transports.sse import SSEEncoder, parse_last_event_id
 
 SECRET = "uni-stream-tests-secret-of-enough-length"
 SSE = "/connection/uni_sse"
@@ -262,3 +263,17 @@ async def test_hub_shutdown_sends_3001_and_ends_the_stream(server: Any) -> None:
                 await hub.close()
                 rest = [orjson.loads(line) async for line in lines if line]
     assert rest[-1] == {"disconnect": {"code": 3001, "reason": "shutdown"}}
+
+
+def test_event_ids_are_ascii_and_read_back() -> None:
+    encoder = SSEEncoder(4096)
+    connect = {"connect": {"subs": {"news:ü": {"recoverable": True, "offset": 3, "epoch": "e"}, "plain": {}}}}
+    event = encoder(orjson.dumps(connect).decode()).decode()
+    event_id = event.split("\n")[0].removeprefix("id: ")
+    assert event_id.isascii()
+    assert parse_last_event_id(event_id, 4096) == {"news:ü": (3, "e")}
+    pub = encoder('{"channel":"news:ü","pub":{"data":1,"offset":4}}').decode()
+    assert parse_last_event_id(pub.split("\n")[0].removeprefix("id: "), 4096) == {"news:ü": (4, "e")}
+    unsubscribed = encoder('{"channel":"news:ü","unsubscribe":{"code":2000,"reason":"server unsubscribe"}}')
+    assert unsubscribed.startswith(b"id: {}\n")
+    assert encoder('{"channel":"plain","pub":{"data":2}}') == b'data: {"channel":"plain","pub":{"data":2}}\n\n'

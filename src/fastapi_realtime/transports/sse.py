@@ -4,10 +4,11 @@ Every frame of a unidirectional session (one unwrapped push, as JSON text) becom
 event ``data: <push>\\n\\n``; the codec's ping ``{}`` is an event too, so idle streams keep
 moving through proxies. Pushes that carry stream positions (the ``connect`` push with its
 server-side subscriptions, a ``subscribe`` push, a publication with an ``offset``) also get an
-``id:``: the positions of every positioned channel of the stream so far, as compact JSON
-``{"<channel>": [offset, "epoch"], ...}``. A browser's ``EventSource`` sends the last id back
-as ``Last-Event-ID`` when it reconnects; :func:`parse_last_event_id` reads it, and the
-endpoint asks the hub to recover each channel from there.
+``id:``: the positions of every positioned channel of the stream so far, as compact ASCII
+JSON ``{"<channel>": [offset, "epoch"], ...}`` (it comes back as an HTTP header). A
+browser's ``EventSource`` sends the last id back as ``Last-Event-ID`` when it reconnects;
+:func:`parse_last_event_id` reads it, and the endpoint asks the hub to recover each channel
+from there.
 
 The framing is written here rather than taken from sse-starlette: see the README ("Why not
 sse-starlette").
@@ -15,6 +16,7 @@ sse-starlette").
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import orjson
@@ -54,7 +56,8 @@ class SSEEncoder:
         push = orjson.loads(text)
         if not isinstance(push, dict) or not self._observe(push):
             return None
-        event_id = orjson.dumps({ch: [off, ep] for ch, (off, ep) in self.positions.items()}).decode()
+        positions = {ch: [off, ep] for ch, (off, ep) in self.positions.items()}
+        event_id = json.dumps(positions, separators=(",", ":"))  # ASCII: it comes back as a header
         return event_id if len(event_id) <= self.max_id_bytes else None
 
     def _observe(self, push: dict[str, object]) -> bool:

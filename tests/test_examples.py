@@ -28,7 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 from wsclient import ProtocolClient
 
-from examples import auth, chat, echo, http_api, scaleout, ticker
+from examples import auth, chat, echo, fallback, http_api, scaleout, streams, ticker
 from fastapi_realtime import Hub, StreamPosition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -315,7 +315,75 @@ async def test_scaleout_serves_the_protocol_and_the_server_api() -> None:
         assert (await client.closed())[1] == 3503
 
 
-@pytest.mark.parametrize("name", ["echo", "chat", "ticker", "auth", "http_api", "scaleout"])
+# -- streams ------------------------------------------------------------------------------
+
+
+async def test_streams_sse_and_json_lines_get_news_and_sse_recovers_with_last_event_id() -> None:
+    async with (
+        running_server(streams.app) as server,
+        httpx.AsyncClient(base_url=server.http_url, timeout=TIMEOUT) as http,
+    ):
+
+        async def next_data(lines: Any, prefix: str = "") -> Any:
+            async with asyncio.timeout(TIMEOUT):
+                async for line in lines:
+                    if line.startswith(prefix) and line[len(prefix) :] not in ("", "{}"):
+                        return json.loads(line[len(prefix) :])
+            raise AssertionError("the stream ended")
+
+        last_id = ""
+        async with (
+            http.stream("GET", "/connection/uni_sse") as sse,
+            http.stream("POST", "/connection/uni_http_stream", content=b"{}") as ndjson,
+        ):
+            sse_lines, json_lines = sse.aiter_lines(), ndjson.aiter_lines()
+            assert "news" in (await next_data(sse_lines, "data: "))["connect"]["subs"]
+            assert "news" in (await next_data(json_lines))["connect"]["subs"]
+            assert (await http.post("/news", json={"text": "one"})).json() == {"offset": 1}
+            async with asyncio.timeout(TIMEOUT):
+                async for line in sse_lines:
+                    if line.startswith("id: "):
+                        last_id = line[4:]
+                        break
+            assert (await next_data(sse_lines, "data: "))["pub"]["data"] == {"text": "one"}
+            assert (await next_data(json_lines))["pub"]["data"] == {"text": "one"}
+        await http.post("/news", json={"text": "missed"})
+        async with http.stream("GET", "/connection/uni_sse", headers={"Last-Event-ID": last_id}) as sse:
+            sub = (await next_data(sse.aiter_lines(), "data: "))["connect"]["subs"]["news"]
+        assert [p["data"] for p in sub["publications"]] == [{"text": "missed"}]
+
+
+# -- fallback -----------------------------------------------------------------------------
+
+
+async def test_fallback_http_stream_session_subscribes_and_publishes_through_emulation() -> None:
+    async with (
+        running_server(fallback.app) as server,
+        httpx.AsyncClient(base_url=server.http_url, timeout=TIMEOUT) as http,
+        http.stream("POST", "/connection/http_stream", json={"id": 1, "connect": {}}) as stream,
+    ):
+        lines = stream.aiter_lines()
+
+        async def reply() -> Any:
+            async with asyncio.timeout(TIMEOUT):
+                async for line in lines:
+                    if line not in ("", "{}"):
+                        return json.loads(line)
+            raise AssertionError("the stream ended")
+
+        connect = (await reply())["connect"]
+        emulation = {"session": connect["session"], "node": connect["node"]}
+        subscribe = json.dumps({"id": 2, "subscribe": {"channel": "chat:lobby"}})
+        assert (await http.post("/emulation", json={**emulation, "data": subscribe})).status_code == 204
+        assert (await reply())["id"] == 2
+        publish = json.dumps({"id": 3, "publish": {"channel": "chat:lobby", "data": {"text": "hi"}}})
+        assert (await http.post("/emulation", json={**emulation, "data": publish})).status_code == 204
+        got = [await reply(), await reply()]
+        assert {"id": 3, "publish": {}} in got
+        assert [g["push"]["pub"]["data"] for g in got if "push" in g] == [{"text": "hi"}]
+
+
+@pytest.mark.parametrize("name", ["echo", "chat", "ticker", "auth", "http_api", "scaleout", "streams", "fallback"])
 async def test_example_runs_with_python_dash_m(name: str) -> None:
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": "0", "PYTHONUNBUFFERED": "1"}
     proc = await asyncio.create_subprocess_exec(

@@ -21,7 +21,7 @@ LAYER = {
     "hub": 3, "positions": 3,
     "client": 4, "transports": 4,
     "connection": 5, "auth": 5, "idempotency": 1, "serverlimits": 5,
-    "app": 6, "api": 6, "serve": 7, "__init__": 8, "testing": 9, "server": 9, "__main__": 10,
+    "app": 6, "api": 6, "streaming": 6, "serve": 7, "__init__": 8, "testing": 9, "server": 9, "__main__": 10,
 }  # fmt: skip
 
 

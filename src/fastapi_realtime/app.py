@@ -17,9 +17,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, WebSocketException
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from . import api
+from . import api, streaming
 from .client import ClientHandler
 from .connection import Connection, close_at
 from .hooks import OnConnect, OnMessage, OnPublish, OnRefresh, OnRPC, OnSubscribe, RPCContext
@@ -113,19 +115,26 @@ class Hub(Node):
         accepting; use it as a dependency for endpoints that accept the WebSocket themselves:
         ``@app.websocket("/ws", dependencies=[Depends(hub.check_origin)])``.
         """
-        origin = websocket.headers.get("origin")
-        host = websocket.headers.get("host")
+        if not self.origin_allowed(websocket, "a WebSocket"):
+            raise WebSocketException(POLICY_VIOLATION, "origin not allowed")
+
+    def origin_allowed(self, conn: HTTPConnection, what: str = "a request") -> bool:
+        """Whether ``conn`` (a WebSocket or an HTTP request) comes from an origin
+        ``HubSettings.allowed_origins`` lets in (or the same origin); a refusal is logged as
+        one WARNING line naming ``what`` was refused."""
+        origin, host = conn.headers.get("origin"), conn.headers.get("host")
         if self.origin_policy.allows(origin, host):
-            return
-        client = websocket.client
+            return True
+        client = conn.client
         log.warning(
-            "refused a WebSocket to %s from origin %r (Host %r, client %s): not allowed by allowed_origins",
-            websocket.url.path,
+            "refused %s to %s from origin %r (Host %r, client %s): not allowed by allowed_origins",
+            what,
+            conn.url.path,
             (origin or "")[:200],
             (host or "")[:200],
             client.host if client else "?",
         )
-        raise WebSocketException(POLICY_VIOLATION, "origin not allowed")
+        return False
 
     async def _before_accept(self, websocket: WebSocket) -> None:
         """What every endpoint of the hub checks before it accepts a WebSocket."""
@@ -143,14 +152,63 @@ class Hub(Node):
 
     # -- the protocol endpoint --------------------------------------------------------
 
-    def router(self, path: str = "/connection/websocket", *, uni_path: str | None = None) -> APIRouter:
+    def router(
+        self,
+        path: str = "/connection/websocket",
+        *,
+        uni_path: str | None = None,
+        uni_sse_path: str | None = None,
+        uni_http_stream_path: str | None = None,
+        http_stream_path: str | None = None,
+        sse_path: str | None = None,
+        emulation_path: str = "/emulation",
+    ) -> APIRouter:
         """An ``APIRouter`` with the Centrifuge-protocol WebSocket endpoint at ``path`` and,
-        when ``uni_path`` is given (e.g. ``"/connection/uni_websocket"``), the unidirectional one."""
+        for each path given, a unidirectional endpoint: ``uni_path`` (WebSocket, e.g.
+        ``"/connection/uni_websocket"``), ``uni_sse_path`` (Server-Sent Events, ``GET`` and
+        ``POST``, e.g. ``"/connection/uni_sse"``) and ``uni_http_stream_path``
+        (newline-delimited JSON, ``POST``, e.g. ``"/connection/uni_http_stream"``).
+
+        ``http_stream_path`` (e.g. ``"/connection/http_stream"``) and ``sse_path`` (e.g.
+        ``"/connection/sse"``) serve centrifuge-js's fallback transports of the same names;
+        with either, ``emulation_path`` takes their clients' commands (see :mod:`.streaming`)."""
         router = APIRouter()
         router.add_api_websocket_route(path, self.websocket_endpoint)
         if uni_path is not None:
             router.add_api_websocket_route(uni_path, self.uni_websocket_endpoint)
+        if uni_sse_path is not None:
+            router.add_api_route(uni_sse_path, self.uni_sse_endpoint, methods=["GET", "POST"], include_in_schema=False)
+        if uni_http_stream_path is not None:
+            router.add_api_route(
+                uni_http_stream_path, self.uni_http_stream_endpoint, methods=["POST"], include_in_schema=False
+            )
+        if http_stream_path is not None:
+            router.add_api_route(http_stream_path, self.http_stream_endpoint, methods=["POST"], include_in_schema=False)
+        if sse_path is not None:
+            router.add_api_route(sse_path, self.sse_endpoint, methods=["GET", "POST"], include_in_schema=False)
+        if http_stream_path is not None or sse_path is not None:
+            router.add_api_route(emulation_path, self.emulation_endpoint, methods=["POST"], include_in_schema=False)
         return router
+
+    async def http_stream_endpoint(self, request: Request) -> Response:
+        """Serve one centrifuge-js ``http_stream`` client (see :mod:`.streaming`)."""
+        return await streaming.http_stream(self, request)
+
+    async def sse_endpoint(self, request: Request) -> Response:
+        """Serve one centrifuge-js ``sse`` client (see :mod:`.streaming`)."""
+        return await streaming.sse(self, request)
+
+    async def emulation_endpoint(self, request: Request) -> Response:
+        """Take one ``/emulation`` request of an ``http_stream`` or ``sse`` client."""
+        return await streaming.emulation(self, request)
+
+    async def uni_sse_endpoint(self, request: Request) -> Response:
+        """Serve one unidirectional client as Server-Sent Events (see :mod:`.streaming`)."""
+        return await streaming.uni_sse(self, request)
+
+    async def uni_http_stream_endpoint(self, request: Request) -> Response:
+        """Serve one unidirectional client as newline-delimited JSON (see :mod:`.streaming`)."""
+        return await streaming.uni_http_stream(self, request)
 
     def api_router(self, *, api_key: str, prefix: str = "/api") -> APIRouter:
         """An ``APIRouter`` with the Centrifugo-compatible HTTP server API (``POST /api/publish``,

@@ -160,6 +160,8 @@ class Node:
         """Told about commands, for metrics (see :mod:`.observe`); a no-op by default."""
         self.node_id = secrets.token_hex(8)
         """This hub's id (``info``); unique per hub instance."""
+        self._emulated: dict[str, Callable[[str], bool]] = {}
+        """Emulation session key -> the inbox of its stream (see :meth:`emulate`)."""
         self._started_at = time.monotonic()
         self._published_once: IdempotencyCache[StreamPosition] = IdempotencyCache(
             self.settings.idempotency_window, self.settings.idempotency_max_keys
@@ -669,8 +671,16 @@ class Node:
                     self.server_subscribe(session, msg["channel"])
             elif op == "refresh":
                 self._refresh_sessions(self._targets(msg), msg["expired"], msg["expire_at"])
+            elif op == "emulation":
+                self._emulated_from_broker(msg)
         except (KeyError, TypeError, ValueError):
             log.warning("ignored malformed control message %r", data[:200])
+
+    def _emulated_from_broker(self, msg: Mapping[str, Any]) -> None:
+        if msg["node"] == self.node_id and not self._deliver_emulated(str(msg["session"]), str(msg["data"])):
+            log.warning(
+                "dropped an emulation request routed here: its session has emulation_queue_max_requests waiting"
+            )
 
     def server_unsubscribe(
         self, session: Session, channel: str, code: UnsubscribeCode = UnsubscribeCode.SERVER
@@ -707,6 +717,30 @@ class Node:
         """Whether the broker is connected to its backend, for readiness probes. While it is
         not, publishing raises :class:`BrokerUnavailable` and clients that publish get error 100."""
         return self._broker_up and self.broker.healthy
+
+    # -- bidirectional emulation ------------------------------------------------------
+
+    def register_emulated(self, key: str, inbox: Callable[[str], bool]) -> None:
+        """Route emulation requests for the session ``key`` (a secret the client got in its
+        connect reply) to ``inbox``, which takes the commands' text and returns False when it
+        is full. Remove with :meth:`unregister_emulated`."""
+        self._emulated[key] = inbox
+
+    def unregister_emulated(self, key: str) -> None:
+        self._emulated.pop(key, None)
+
+    def _deliver_emulated(self, key: str, data: str) -> bool:
+        inbox = self._emulated.get(key)
+        return True if inbox is None else inbox(data)  # a session gone: its stream has ended
+
+    async def emulate(self, node: str, key: str, data: str) -> bool:
+        """Hand the commands ``data`` of an emulation request to session ``key`` on ``node``:
+        here if ``node`` is this hub, else through the broker to the hub whose ``node_id`` it
+        is. Returns False when the session is here and its inbox is full."""
+        if node == self.node_id:
+            return self._deliver_emulated(key, data)
+        await self._control({"op": "emulation", "node": node, "session": key, "data": data})
+        return True
 
     async def _control(self, msg: dict[str, Any]) -> None:
         self._require_running()

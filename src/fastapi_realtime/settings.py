@@ -144,6 +144,13 @@ class HubSettings:
     """Largest incoming frame, in bytes. Over it: close 1009 ``message too big``."""
     client_max_batch_bytes: int = 64 * 1024
     """Largest outgoing frame the writer builds when it batches queued messages, in bytes."""
+    sse_event_id_max_bytes: int = 4096
+    """Longest SSE event id (the stream positions of a ``uni_sse`` reader), in bytes. A longer
+    id is not sent (the reader keeps its previous one: a reconnect then recovers from there
+    and may repeat publications); a longer ``Last-Event-ID`` is refused with HTTP 400."""
+    emulation_queue_max_requests: int = 64
+    """``/emulation`` requests (centrifuge-js ``http_stream``/``sse`` commands) waiting for
+    their session to read them. Over it: HTTP 429 (the command times out on the client)."""
     client_reply_max_bytes: int = 16 * 1024 * 1024
     """Largest reply to one command (history, a subscribe with recovered publications, RPC),
     in characters. Replies are not counted against ``client_queue_max_bytes``. Over it:

@@ -18,6 +18,7 @@
 import { Centrifuge, UnauthorizedError } from 'centrifuge';
 import { Centrifuge as ProtobufCentrifuge } from 'centrifuge/build/protobuf';
 import WebSocket from 'ws';
+import { EventSource } from 'eventsource';
 import net from 'node:net';
 import readline from 'node:readline';
 import { format } from 'node:util';
@@ -756,6 +757,60 @@ const SCENARIOS = {
   async unknown_channel() {
     P.expect_code = P.expect_code ?? 102;
     return SCENARIOS.subscribe_refused();
+  },
+
+  /** params: token, transports (a list of {transport, endpoint}: e.g. a refused websocket,
+   *  then http_stream and/or sse), emulation_endpoint, channel (history, presence, client
+   *  publish), rpc_method, data. Connects through the first transport that works (Node's
+   *  fetch and ReadableStream, the eventsource package), subscribes with recovery, publishes
+   *  `data` and waits for it, reads presence and calls the RPC.
+   *  stdout: READY {client, transport, subscribed, publication, presence, rpc} -> OFFLINE
+   *  stdin:  GO -> c.connect() -> stdout: RESUBSCRIBED {...} -> result (every publication). */
+  async fallback() {
+    const c = new Centrifuge(P.transports, {
+      token: P.token,
+      websocket: WebSocket,
+      fetch: globalThis.fetch,
+      readableStream: globalThis.ReadableStream,
+      eventsource: EventSource,
+      emulationEndpoint: P.emulation_endpoint,
+      timeout: P.timeout,
+      minReconnectDelay: P.min_reconnect_ms,
+      maxReconnectDelay: P.max_reconnect_ms,
+      debug: P.debug === true,
+    });
+    for (const ev of ['connecting', 'connected', 'disconnected', 'error']) {
+      c.on(ev, (ctx) => record('c', ev, ctx));
+    }
+    clients.push(c);
+    const s = makeSub(c, 'c', P.channel, { recoverable: true, positioned: true });
+    const subscribed = subscribe(s, 'first');
+    const connected = await connect(c);
+    const first = await subscribed;
+    await withTimeout(s.sub.publish(P.data), P.timeout, 'publish reply');
+    const [publication] = await s.pubs.waitCount(1, P.timeout);
+    const presence = await withTimeout(s.sub.presence(), P.timeout, 'presence reply');
+    const rpc = await withTimeout(c.rpc(P.rpc_method, P.data), P.timeout, 'rpc reply');
+    signal('READY', {
+      client: connected.client,
+      transport: connected.transport,
+      subscribed: first,
+      publication,
+      presence: Object.keys(presence.clients),
+      rpc: plain(rpc.data),
+    });
+    c.disconnect();
+    signal('OFFLINE', { received: s.pubs.items.length });
+    await waitStdin('GO');
+    const reconnected = waitEvent(c, 'connected', { label: "'connected' after GO" });
+    const secondSub = s.subscribed.waitFor((ctx, i) => i >= 1, P.timeout, "a second 'subscribed' event");
+    c.connect();
+    const again = plain(await reconnected);
+    const resub = await secondSub;
+    await new Promise((resolve) => setImmediate(resolve));
+    signal('RESUBSCRIBED', { client: again.client, transport: again.transport, subscribed: resub });
+    const pubs = await s.pubs.waitCount(P.total, P.timeout);
+    return { publications: pubs, ...offsetReport(pubs) };
   },
 
   /** params: token, stay_ms (default 3000), channel (optional). Connects and stays connected,

@@ -84,6 +84,7 @@ class ClientHandler:
         transport_name: str = "websocket",
         headers: Mapping[str, str] | None = None,
         initial_connect: Frame | None = None,
+        emulation_session: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.hub = hub
@@ -91,6 +92,9 @@ class ClientHandler:
         self.codec = codec
         self.unidirectional = codec.unidirectional
         self._initial_connect = initial_connect
+        self.emulation_session = emulation_session
+        """For a bidirectional emulation stream: the session key its connect reply carries
+        (with this hub's ``node``), for the client's ``/emulation`` requests."""
         self.settings = hub.settings
         self.hooks = hub.hooks
         self.verifier = hub.auth
@@ -273,6 +277,8 @@ class ClientHandler:
         # is refreshed by the server through on_refresh, if the app registered it.
         self._server_refresh = self.unidirectional or (not req.token and self.hooks.on_refresh is not None)
         result: Result = {"client": self.session.id, "version": SERVER_VERSION}
+        if self.emulation_session is not None:
+            result["session"], result["node"] = self.emulation_session, self.hub.node_id
         self._apply_expiry(result, credentials.expire_at)
         if self.settings.ping_interval > 0:
             result["ping"] = max(1, round(self.settings.ping_interval))

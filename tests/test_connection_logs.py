@@ -64,6 +64,19 @@ def extras(record: logging.LogRecord, *keys: str) -> dict[str, Any]:
     return {key: getattr(record, key) for key in keys}
 
 
+def assert_closed(record: logging.LogRecord, by: str, code: int, reason: str, *, user: str, client: str) -> None:
+    """``record`` is the DEBUG line of a connection ``by`` closed with ``code`` and ``reason``."""
+    assert record.levelno == logging.DEBUG
+    assert record.getMessage() == f"closed by {by}: code {code} ({reason}), user {user!r}, client {client}"
+    assert extras(record, "user", "client", "code", "reason", "closed_by") == {
+        "user": user,
+        "client": client,
+        "code": code,
+        "reason": reason,
+        "closed_by": by,
+    }
+
+
 async def test_connect_and_close_by_the_client(caplog: pytest.LogCaptureFixture) -> None:
     async with serving(caplog) as (server, hub):
         client = await ProtocolClient.open(f"{server.ws_url}/connection/websocket", token=token("alice"))
@@ -74,15 +87,7 @@ async def test_connect_and_close_by_the_client(caplog: pytest.LogCaptureFixture)
     assert connected.levelno == logging.DEBUG
     assert connected.getMessage() == f"connected: user 'alice', client {client_id}"
     assert extras(connected, "user", "client") == {"user": "alice", "client": client_id}
-    assert closed.levelno == logging.DEBUG
-    assert closed.getMessage() == f"closed by client: code 1000 (connection closed), user 'alice', client {client_id}"
-    assert extras(closed, "user", "client", "code", "reason", "closed_by") == {
-        "user": "alice",
-        "client": client_id,
-        "code": 1000,
-        "reason": "connection closed",
-        "closed_by": "client",
-    }
+    assert_closed(closed, "client", 1000, "connection closed", user="alice", client=client_id)
 
 
 async def test_close_by_the_server_with_a_code(caplog: pytest.LogCaptureFixture) -> None:
@@ -95,15 +100,7 @@ async def test_close_by_the_server_with_a_code(caplog: pytest.LogCaptureFixture)
         await idle(hub)
     connected, closed = lines(caplog)
     assert (connected.levelno, connected.user, connected.client) == (logging.DEBUG, "bob", client_id)  # type: ignore[attr-defined]
-    assert closed.levelno == logging.DEBUG
-    assert closed.getMessage() == f"closed by server: code 4001 (done here), user 'bob', client {client_id}"
-    assert extras(closed, "user", "client", "code", "reason", "closed_by") == {
-        "user": "bob",
-        "client": client_id,
-        "code": 4001,
-        "reason": "done here",
-        "closed_by": "server",
-    }
+    assert_closed(closed, "server", 4001, "done here", user="bob", client=client_id)
 
 
 async def test_an_invalid_token_is_one_info_line(caplog: pytest.LogCaptureFixture) -> None:

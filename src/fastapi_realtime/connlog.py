@@ -33,13 +33,11 @@ def refused(
     user: str = "",
     client: str = "",
     why: str = "",
-    level: int = logging.INFO,
 ) -> None:
     """Log that a connection was turned away with ``code`` (a close code or a reply error);
     ``why``: what made the hub refuse it (the setting whose limit was hit, say)."""
-    if log.isEnabledFor(level):
-        log.log(
-            level,
+    if log.isEnabledFor(logging.INFO):
+        log.info(
             "connection refused: code %d (%s%s), user %r, client %s, ip %s",
             code,
             reason,

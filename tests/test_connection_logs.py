@@ -232,3 +232,19 @@ def test_the_json_lines_show_the_extras() -> None:
         "reason": "connection limit",
         "ip": "::1",
     }
+
+
+async def test_a_hub_never_started_refuses_with_one_info_line_each(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="fastapi_realtime")
+    hub = Hub(HubSettings(), auth=JWTAuth(secret=SECRET))
+    app = FastAPI()  # no lifespan=hub.lifespan: the mistake
+    app.include_router(hub.router())
+    async with running_server(app) as server:
+        for _ in range(2):
+            async with ProtocolClient.connected(f"{server.ws_url}/connection/websocket", timeout=WAIT) as client:
+                _, code = await client.closed()
+            assert code == 3004
+    refusals = lines(caplog)
+    assert [(r.levelno, r.code, r.reason) for r in refusals] == [(logging.INFO, 3004, "internal server error")] * 2  # type: ignore[attr-defined]
+    assert refusals[0].getMessage().startswith("connection refused: code 3004 (internal server error: hub not started)")
+    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1  # the one line naming the fix

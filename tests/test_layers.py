@@ -17,7 +17,7 @@ LAYER = {
     "origins": 0, "logredact": 0, "observe": 0,
     "channels": 1, "settings": 1, "ratelimit": 1, "hooks": 1, "_version": 1, "permissions": 1, "limits": 1,
     "exceptions": 1, "signals": 1,
-    "session": 2, "brokers": 2,
+    "session": 2, "brokers": 2, "connlog": 2,
     "hub": 3, "positions": 3,
     "client": 4, "transports": 4,
     "connection": 5, "auth": 5, "idempotency": 1, "serverlimits": 5,

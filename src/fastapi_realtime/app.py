@@ -133,6 +133,13 @@ class Hub(Node):
             (origin or "")[:200],
             (host or "")[:200],
             client.host if client else "?",
+            extra={
+                "user": "",
+                "client": "",
+                "code": 403,
+                "reason": "origin not allowed",
+                "ip": client.host if client else "",
+            },
         )
         return False
 

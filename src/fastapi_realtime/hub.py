@@ -28,6 +28,7 @@ from typing import Any, Self
 
 import orjson
 
+from . import connlog
 from ._version import __version__
 from .brokers.base import Broker, BrokerError, HistoryResult, PublishOptions, StreamLimitExceeded
 from .brokers.memory import MemoryBroker
@@ -271,23 +272,11 @@ class Node:
         subscriptions until :meth:`set_user` says who it is. ``client_ip``: the peer's address
         (``websocket.client.host``); ``None`` (unknown) skips the per-IP limits.
         """
-        if not self._ever_started:
-            if not self._told_not_started:
-                self._told_not_started = True
-                log.error("refusing connections with 3004: %s", HubNotRunning())
-            raise Disconnect(DisconnectCode.INTERNAL)
-        if not self._started or self._closing:
-            raise Disconnect(DisconnectCode.SHUTDOWN)
-        if len(self._sessions) >= self.settings.max_connections:
-            raise Disconnect(DisconnectCode.CONNECTION_LIMIT)
-        if user:
-            self._check_user_limit(user)
-        if client_ip is not None:
-            try:
-                self._ip_limits.admit(client_ip)
-            except Disconnect as exc:
-                log.info("connection from %s refused: %s", client_ip, exc.reason)
-                raise
+        refusal = self._refusal(user, client_ip)
+        if refusal is not None:
+            exc, why = refusal
+            connlog.refused(exc.code, exc.reason, ip=client_ip, user=user or "", why=why)
+            raise exc
         session = Session(
             transport,
             codec,
@@ -305,6 +294,34 @@ class Node:
         self._no_sessions.clear()
         return session
 
+    def _refusal(self, user: str | None, client_ip: str | None) -> tuple[Disconnect, str] | None:
+        """Why a new connection of ``user`` from ``client_ip`` is refused (see
+        :meth:`open_session`): the close and the setting behind it; ``None``: admitted."""
+        if not self._ever_started:
+            if not self._told_not_started:
+                self._told_not_started = True
+                log.error("refusing connections with 3004: %s", HubNotRunning())
+            return Disconnect(DisconnectCode.INTERNAL), "hub not started"
+        if not self._started or self._closing:
+            return Disconnect(DisconnectCode.SHUTDOWN), "hub closing"
+        if len(self._sessions) >= self.settings.max_connections:
+            return Disconnect(DisconnectCode.CONNECTION_LIMIT), "max_connections"
+        if user and self._user_limit_hit(user):
+            return Disconnect(DisconnectCode.CONNECTION_LIMIT), "max_connections_per_user"
+        if client_ip is not None:
+            try:
+                self._ip_limits.admit(client_ip)
+            except Disconnect as exc:
+                why = (
+                    "connect_rate_per_ip" if exc.code == DisconnectCode.TOO_MANY_REQUESTS else "max_connections_per_ip"
+                )
+                return exc, why
+        return None
+
+    def client_ip(self, session: Session) -> str | None:
+        """The peer IP ``session`` connected from, when the endpoint knew it."""
+        return self._session_ips.get(session.id)
+
     async def serve(self, session: Session, handler: Callable[[], Awaitable[None]] | None = None) -> None:
         """Run ``session`` until it ends and the hub has removed it from every channel."""
         await session.run(handler)
@@ -312,18 +329,21 @@ class Node:
     def set_user(self, session: Session, user: str, conn_info: RawJSON | None = None) -> None:
         """Record who ``session`` is once it authenticated (before it subscribes). Raises
         :class:`Disconnect` 3504 when ``user`` has ``max_connections_per_user`` already."""
-        if user:
-            self._check_user_limit(user, session)
+        if user and self._user_limit_hit(user, session):
+            if not session.authenticated:
+                session.user = user  # named in the refusal line when the session ends
+            raise Disconnect(DisconnectCode.CONNECTION_LIMIT)
+        first = not session.authenticated
         self._forget_user(session)
         session.user, session.conn_info = user, conn_info
         session.authenticated = True
         self._users.setdefault(user, set()).add(session)
+        if first:
+            connlog.connected(session)
 
-    def _check_user_limit(self, user: str, session: Session | None = None) -> None:
+    def _user_limit_hit(self, user: str, session: Session | None = None) -> bool:
         sessions = self._users.get(user, ())
-        if session not in sessions and len(sessions) >= self.settings.max_connections_per_user:
-            log.info("connection of user %r refused: %d connections already", user, len(sessions))
-            raise Disconnect(DisconnectCode.CONNECTION_LIMIT)
+        return session not in sessions and len(sessions) >= self.settings.max_connections_per_user
 
     def _forget_user(self, session: Session) -> None:
         sessions = self._users.get(session.user) if session.authenticated else None
@@ -341,6 +361,7 @@ class Node:
                 log.exception("removing session %s from %s failed", session.id, channel)
         self._sessions.pop(session.id, None)
         ip = self._session_ips.pop(session.id, None)
+        connlog.closed(session, ip)
         if ip is not None:
             self._ip_limits.release(ip)
         self._forget_user(session)

@@ -542,6 +542,12 @@ class Session:
             reader.cancel()
         self._ending = asyncio.get_running_loop().create_task(self._shutdown(), name=f"session-{self.id}-shutdown")
 
+    @property
+    def closed_by_server(self) -> bool:
+        """Whether the server ended the session (:meth:`close`), rather than the client or the
+        network (the connection closed or broke)."""
+        return self._close_requested
+
     def close(self, code: int = DisconnectCode.FORCE_DISCONNECT, reason: str | None = None) -> None:
         """Ask the session to end with ``code``. Never blocks; idempotent.
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from .. import connlog
 from .._version import __version__
 from ..brokers.base import BrokerError
 from ..channels import Channel
@@ -195,6 +196,8 @@ class ClientHandler:
             result = await self._dispatch(cmd)
         except ReplyError as exc:
             self.hub.observer.command(cmd.method, time.perf_counter() - started, exc.code)
+            if cmd.method == "connect":
+                connlog.refused(exc.code, exc.message, ip=self.hub.client_ip(session), client=session.id)
             session.enqueue(self.codec.error_reply(cmd.id, exc))
             return
         except Disconnect as exc:

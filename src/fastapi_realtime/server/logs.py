@@ -27,18 +27,26 @@ def bind_session(session: Session) -> None:
 
 
 class SessionContextFilter(logging.Filter):
-    """Adds ``client`` and ``user`` (``""`` outside a connection) to every record."""
+    """Adds ``client`` and ``user`` (``""`` outside a connection) to every record that does not
+    carry them already (the connection lines of :mod:`fastapi_realtime.connlog` do)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if hasattr(record, "client"):
+            return True
         session = _session.get()
         record.client = session.id if session is not None else ""
         record.user = session.user if session is not None and session.authenticated else ""
         return True
 
 
+FIELDS = ("client", "user", "code", "reason", "closed_by", "ip")
+"""The record attributes a JSON line shows when set (the ``extra=`` of the library's lines)."""
+
+
 class JSONFormatter(logging.Formatter):
     """One JSON object per record: ``time``, ``level``, ``logger``, ``message``, and ``client``,
-    ``user`` and ``exc`` (a formatted traceback) when present."""
+    ``user``, ``code``, ``reason``, ``closed_by``, ``ip`` (see :mod:`fastapi_realtime.connlog`)
+    and ``exc`` (a formatted traceback) when present."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -47,7 +55,7 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key in ("client", "user"):
+        for key in FIELDS:
             value = getattr(record, key, "")
             if value:
                 entry[key] = value

@@ -96,7 +96,7 @@ function onFrame(buf) {
 /** @param {number} sub @returns {Promise<void>} */
 function openSubscriber(sub) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(args["sub-url"] ?? "", { perMessageDeflate: false });
+    const ws = new WebSocket(args["sub-url"] ?? "", { perMessageDeflate: false, skipUTF8Validation: true });
     let pong = false;
     let ready = false;
     const timer = setTimeout(() => reject(new Error("subscribe timed out")), 20_000);
@@ -259,7 +259,7 @@ async function main() {
   emit(await connectPhase());
   const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
   await lines.next();
-  for (const name of String(args.phases).split(",").filter(Boolean)) {
+  for (const name of String(args.phases).split(",").filter((p) => p && p !== "none")) {
     const phase = PHASES[/** @type {keyof typeof PHASES} */ (name)];
     if (!phase) throw new Error(`unknown phase ${name}`);
     emit(await phase());

@@ -37,6 +37,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -70,6 +71,7 @@ class Options:
     window: int
     rate: float
     seconds: float
+    phases: str
     idle_seconds: float
     payload_bytes: int
     server_cpu: int
@@ -78,6 +80,7 @@ class Options:
     python: str
     node: str
     deadline: float
+    profile: str | None
 
     def command(self) -> str:
         """The exact command line that repeats this benchmark."""
@@ -85,10 +88,10 @@ class Options:
             self.python, str(Path(__file__).resolve()),
             "--servers", ",".join(self.servers), "--subscribers", ",".join(map(str, self.subscribers)),
             "--broadcasts", str(self.broadcasts), "--window", str(self.window), "--rate", f"{self.rate:g}",
-            "--seconds", f"{self.seconds:g}", "--idle-seconds", f"{self.idle_seconds:g}",
+            "--seconds", f"{self.seconds:g}", "--phases", self.phases, "--idle-seconds", f"{self.idle_seconds:g}",
             "--payload-bytes", str(self.payload_bytes), "--server-cpu", str(self.server_cpu),
             "--client-cpu", str(self.client_cpu), "--ws", self.ws, "--node", self.node,
-            "--deadline", f"{self.deadline:g}",
+            "--deadline", f"{self.deadline:g}", *(["--profile", self.profile] if self.profile else []),
         ])  # fmt: skip
 
 
@@ -169,7 +172,7 @@ async def run_one(opts: Options, server: str, n: int) -> Row:
             "--sub-url", f"ws://127.0.0.1:{port}{sub_path}", "--pub-url", f"ws://127.0.0.1:{port}/publish",
             "--protocol", protocol, "--subscribers", str(n), "--broadcasts", str(opts.broadcasts),
             "--window", str(opts.window), "--rate", f"{opts.rate:g}", "--seconds", f"{opts.seconds:g}",
-            "--payload-bytes", str(opts.payload_bytes), "--deadline", f"{opts.deadline:g}",
+            "--phases", opts.phases, "--payload-bytes", str(opts.payload_bytes), "--deadline", f"{opts.deadline:g}",
         ]  # fmt: skip
         gen = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=BENCH_DIR)
         sampler = CpuSampler({"server": srv.pid, "loadgen": gen.pid})
@@ -180,17 +183,21 @@ async def run_one(opts: Options, server: str, n: int) -> Row:
             row.connect_seconds = float(connected["connect_seconds"])
             await asyncio.sleep(opts.idle_seconds)
             row.rss_per_connection_kib = (rss_kib(srv.pid) - rss_before) / n
+            profiler = await start_profiler(opts, server, n, srv.pid)
             assert gen.stdin is not None
             gen.stdin.write(b"go\n")
             await gen.stdin.drain()
             while (record := await next_record(gen, opts.deadline))["event"] != "done":
-                await asyncio.sleep(2 * sampler.interval)  # a sample past the window's end
+                await asyncio.sleep(0.2)  # let the samples pass the window's end
+                sampler.sample()
                 name, start, end = record["phase"], record["start_ms"] / 1000, record["end_ms"] / 1000
                 row.phases[name] = record
                 for proc in ("server", "loadgen"):
                     for kind in ("user", "system", "total"):
                         key = proc if kind == "total" else f"{proc}_{kind}"
                         row.cpu[f"{name}_{proc}_{kind}"] = sampler.seconds(key, start, end)
+            if profiler is not None:
+                await asyncio.wait_for(profiler.wait(), opts.seconds + 30)
         finally:
             sampling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -200,6 +207,18 @@ async def run_one(opts: Options, server: str, n: int) -> Row:
             except TimeoutError:
                 await fanout.stop_process(gen, grace=2)
     return row
+
+
+async def start_profiler(opts: Options, server: str, n: int, pid: int) -> asyncio.subprocess.Process | None:
+    """With ``--profile DIR``: py-spy recording a Python server for ``--seconds`` from now, as
+    collapsed stacks in ``DIR/<server>-<n>.txt`` (None for Node, or without ``--profile``)."""
+    if not opts.profile or SERVERS[server][0] == "node":
+        return None
+    out = Path(opts.profile) / f"{server}-{n}.txt"
+    py_spy = shutil.which("py-spy", path=str(Path(opts.python).parent)) or "py-spy"
+    argv = [py_spy, "record", "--pid", str(pid), "--duration", f"{max(1, int(opts.seconds))}"]
+    argv += ["--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"]
+    return await asyncio.create_subprocess_exec(*argv, stdout=subprocess.DEVNULL)
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -251,6 +270,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--window", type=int, default=4, help="messages in flight in the windowed phase")
     parser.add_argument("--rate", type=float, default=5000, help="deliveries/s offered in the paced phase")
     parser.add_argument("--seconds", type=float, default=5, help="length of the windowed and the paced phase")
+    parser.add_argument(
+        "--phases",
+        default="broadcast,windowed,paced",
+        help="comma list of broadcast, windowed, paced ('none': connect and measure RSS only)",
+    )
     parser.add_argument("--idle-seconds", type=float, default=2, help="idle wait before the RSS reading")
     parser.add_argument("--payload-bytes", type=int, default=64, help="padding bytes in each payload")
     parser.add_argument("--server-cpu", type=int, default=0)
@@ -259,6 +283,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs the Python servers")
     parser.add_argument("--node", default="node")
     parser.add_argument("--deadline", type=float, default=120, help="seconds one load generator step may take")
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="DIR",
+        help="py-spy (in the server's venv) records each Python server for --seconds from the first phase;"
+        " use with --phases windowed",
+    )
     ns = parser.parse_args(argv)
     servers = tuple(s for s in ns.servers.split(",") if s)
     if unknown := set(servers) - set(SERVERS):
@@ -270,6 +301,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         window=ns.window,
         rate=ns.rate,
         seconds=ns.seconds,
+        phases=ns.phases,
         idle_seconds=ns.idle_seconds,
         payload_bytes=ns.payload_bytes,
         server_cpu=ns.server_cpu,
@@ -278,6 +310,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         python=ns.python,
         node=ns.node,
         deadline=ns.deadline,
+        profile=ns.profile,
     )
 
 
@@ -288,6 +321,8 @@ async def main(opts: Options) -> list[Row]:
         "--server-cpu", str(opts.server_cpu), "--client-cpu", str(opts.client_cpu),
     ])  # fmt: skip
     fanout.check_prerequisites(shared)
+    if opts.profile:
+        os.makedirs(opts.profile, exist_ok=True)
     print(fanout.versions(shared), flush=True)
     rows = []
     for n in opts.subscribers:

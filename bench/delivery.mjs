@@ -15,6 +15,7 @@
  *              when one has reached every subscriber.
  *   paced      for --seconds: --rate deliveries/s offered (rate / N messages/s, evenly spaced);
  *              latency of every delivery.
+ * After each phase it waits for a line on stdin (delivery.py samples /proc meanwhile).
  * --protocol centrifuge (Centrifuge JSON: connect + subscribe, pushes, {} pings answered) or
  * plain (every text frame is one payload). Payloads {"i":<seq>,"p":"<pad>"} are found with a
  * buffer scan, several per frame if the server batches.
@@ -263,6 +264,7 @@ async function main() {
     const phase = PHASES[/** @type {keyof typeof PHASES} */ (name)];
     if (!phase) throw new Error(`unknown phase ${name}`);
     emit(await phase());
+    await lines.next(); // delivery.py has sampled past the phase's end
   }
   emit({ event: "done" });
   process.exit(0);

@@ -188,7 +188,7 @@ async def run_one(opts: Options, server: str, n: int) -> Row:
             gen.stdin.write(b"go\n")
             await gen.stdin.drain()
             while (record := await next_record(gen, opts.deadline))["event"] != "done":
-                await asyncio.sleep(0.2)  # let the samples pass the window's end
+                await asyncio.sleep(0.2)  # let the samples pass the window's end (the client waits)
                 sampler.sample()
                 name, start, end = record["phase"], record["start_ms"] / 1000, record["end_ms"] / 1000
                 row.phases[name] = record
@@ -196,6 +196,8 @@ async def run_one(opts: Options, server: str, n: int) -> Row:
                     for kind in ("user", "system", "total"):
                         key = proc if kind == "total" else f"{proc}_{kind}"
                         row.cpu[f"{name}_{proc}_{kind}"] = sampler.seconds(key, start, end)
+                gen.stdin.write(b"next\n")
+                await gen.stdin.drain()
             if profiler is not None:
                 await asyncio.wait_for(profiler.wait(), opts.seconds + 30)
         finally:

@@ -278,12 +278,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="comma list of broadcast, windowed, paced ('none': connect and measure RSS only)",
     )
     parser.add_argument("--idle-seconds", type=float, default=2, help="idle wait before the RSS reading")
-    parser.add_argument("--payload-bytes", type=int, default=64, help="padding bytes in each payload")
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--client-cpu", type=int, default=1)
-    parser.add_argument("--ws", default="auto", help="uvicorn --ws implementation")
-    parser.add_argument("--python", default=sys.executable, help="interpreter that runs the Python servers")
-    parser.add_argument("--node", default="node")
+    fanout.add_machine_arguments(parser)
     parser.add_argument("--deadline", type=float, default=120, help="seconds one load generator step may take")
     parser.add_argument(
         "--profile",

@@ -15,7 +15,7 @@ AUTOBAHN_STAMP := $(AUTOBAHN)/.installed
 PYTHON27 ?= /root/.pyenv/versions/2.7.18/bin/python
 AUTOBAHN_TIMEOUT ?= 900
 
-.PHONY: demo test lint typecheck pytest soak bench bench-redis clean proto autobahn
+.PHONY: demo test lint typecheck pytest soak bench bench-delivery bench-redis clean proto autobahn
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,9 @@ $(BENCH_JS_STAMP): bench/package.json bench/package-lock.json
 
 bench: $(STAMP) $(BENCH_JS_STAMP)
 	$(BIN)/python bench/fanout.py
+
+bench-delivery: $(STAMP) $(BENCH_JS_STAMP)
+	$(BIN)/python bench/delivery.py
 
 bench-redis: $(STAMP) $(BENCH_JS_STAMP)
 	$(BIN)/python bench/redis_fanout.py

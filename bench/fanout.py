@@ -409,6 +409,17 @@ def check_prerequisites(opts: Options) -> None:
             sys.exit(f"fanout: {opts.python} cannot import fastapi_realtime:\n{probe.stderr.strip()}")
 
 
+def add_machine_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every benchmark here shares: payload size, the two pinned cores, the servers'
+    ``--ws``, interpreter and the Node.js binary (``delivery.py`` uses them too)."""
+    parser.add_argument("--payload-bytes", type=int, default=64, help="padding bytes in each payload")
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--client-cpu", type=int, default=1)
+    parser.add_argument("--ws", default="auto", help="uvicorn --ws implementation for the uvicorn servers")
+    parser.add_argument("--python", default=sys.executable, help="interpreter that runs the Python servers")
+    parser.add_argument("--node", default="node")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> Options:
     """Read the command line into :class:`Options`."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
@@ -421,12 +432,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument("--deliveries", type=int, default=2_000_000, help="deliveries per run when --messages is unset")
     parser.add_argument("--rate", type=float, default=0.0, help="messages/s the publisher sends (0: full speed)")
-    parser.add_argument("--payload-bytes", type=int, default=64, help="padding bytes in each payload")
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--client-cpu", type=int, default=1)
-    parser.add_argument("--ws", default="auto", help="uvicorn --ws implementation for both servers")
-    parser.add_argument("--python", default=sys.executable, help="interpreter that runs uvicorn")
-    parser.add_argument("--node", default="node")
+    add_machine_arguments(parser)
     parser.add_argument(
         "--drain-timeout", type=float, default=15.0, help="seconds without a delivery that end a run (rest: lost)"
     )

@@ -25,14 +25,19 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process (all its threads) has used so far, in seconds."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """``(user, system)`` CPU time the process (all its threads) has used so far, in seconds."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
         text = stat.read()
     # The command name (field 2) may hold spaces; the fields after its closing ")" do not.
     fields = text[text.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-    return (utime + stime) / CLOCK_TICKS_PER_SECOND
+    return utime / CLOCK_TICKS_PER_SECOND, stime / CLOCK_TICKS_PER_SECOND
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process (all its threads) has used so far, in seconds."""
+    return sum(cpu_times(pid))
 
 
 def core_seconds(cpu: int) -> tuple[float, float]:
@@ -60,7 +65,8 @@ class CpuSampler:
     """
 
     pids: dict[str, int]
-    """Name -> pid of each process to sample."""
+    """Name -> pid of each process to sample; recorded as ``<name>`` (user + system),
+    ``<name>_user`` and ``<name>_system``."""
     cores: dict[str, int] = field(default_factory=dict)
     """Name -> number of each core to sample; recorded as ``<name>`` (task time) and
     ``<name>_irq`` (interrupt time), see :func:`core_seconds`."""
@@ -82,20 +88,28 @@ class CpuSampler:
 
     def sample(self) -> None:
         """Take one sample of every process now."""
-        values = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        values: dict[str, float] = {}
+        for name, pid in self.pids.items():
+            user, system = cpu_times(pid)
+            values[name], values[f"{name}_user"], values[f"{name}_system"] = user + system, user, system
         for name, cpu in self.cores.items():
             values[name], values[f"{name}_irq"] = core_seconds(cpu)
         self.times.append(time.time())
         for name, value in values.items():
             self.samples.setdefault(name, []).append(value)
 
+    def seconds(self, name: str, start: float, end: float) -> float | None:
+        """CPU seconds used by process or core ``name`` between wall-clock ``start`` and
+        ``end``; ``None`` when the samples do not cover the window."""
+        if end <= start or not self.times or start < self.times[0] or end > self.times[-1]:
+            return None
+        return self._at(name, end) - self._at(name, start)
+
     def percent_of_core(self, name: str, start: float, end: float) -> float | None:
         """CPU used by process or core ``name`` between wall-clock ``start`` and ``end``, as %
         of one core; ``None`` when the samples do not cover the window."""
-        if end <= start or not self.times or start < self.times[0] or end > self.times[-1]:
-            return None
-        used = self._at(name, end) - self._at(name, start)
-        return 100.0 * used / (end - start)
+        used = self.seconds(name, start, end)
+        return None if used is None else 100.0 * used / (end - start)
 
     def _at(self, name: str, when: float) -> float:
         values = self.samples[name]

@@ -3,6 +3,7 @@
 Routes, symmetric with ``baseline_app.py``:
 
 * ``/connection/websocket`` — a subscriber, speaking the Centrifuge client protocol (JSON).
+* ``/ws`` — a subscriber written with the tutorial API (``hub.connection``), plain text frames.
 * ``/publish`` — the publisher; each text frame it sends is published to channel ``bench``
   with ``hub.publish``, passed as bytes (already-encoded JSON), so the hub does not re-parse it.
 
@@ -48,3 +49,13 @@ async def publisher(websocket: WebSocket) -> None:
     await websocket.accept()
     async for text in websocket.iter_text():  # ends quietly when the publisher leaves
         await hub.publish(CHANNEL, text.encode())
+
+
+@app.websocket("/ws")
+async def tutorial_subscriber(websocket: WebSocket) -> None:
+    """A subscriber written with the tutorial API: join the room, read until the client leaves;
+    every publication arrives as one text frame holding its data."""
+    async with hub.connection(websocket) as conn:
+        await conn.join(CHANNEL)
+        async for _ in conn.iter_text():
+            pass

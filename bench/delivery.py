@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import fanout
+from fanout import fmt
 from procstat import CpuSampler, rss_kib
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -221,11 +222,6 @@ async def start_profiler(opts: Options, server: str, n: int, pid: int) -> asynci
     argv = [py_spy, "record", "--pid", str(pid), "--duration", f"{max(1, int(opts.seconds))}"]
     argv += ["--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"]
     return await asyncio.create_subprocess_exec(*argv, stdout=subprocess.DEVNULL)
-
-
-def fmt(value: float | None, spec: str) -> str:
-    """``value`` formatted with ``spec``, or a dash when it is missing."""
-    return fanout.fmt(value, spec)
 
 
 def quantile(values: Sequence[float], q: float) -> float | None:

@@ -73,6 +73,34 @@ class FakeTransport:
         return self.messages()
 
 
+class FakeDirectTransport(FakeTransport):
+    """A :class:`FakeTransport` that also takes frames through ``write_now`` (as our uvicorn
+    WebSocket protocol does); ``direct`` and ``awaited`` count the frames taken each way.
+    ``broken`` makes the next write raise :class:`TransportClosed`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.direct = 0
+        self.awaited = 0
+        self.broken = False
+
+    def write_now(self, frame: Frame) -> bool:
+        if self.broken:
+            raise TransportClosed(1006)
+        if not self._writable.is_set():
+            return False
+        self.direct += 1
+        self.sent.append(frame)
+        self.sent_event.set()
+        return True
+
+    async def send(self, frame: Frame) -> None:
+        if self.broken:
+            raise TransportClosed(1006)
+        self.awaited += 1
+        await super().send(frame)
+
+
 class FakeProtocolClient:
     """A Centrifuge JSON client on a :class:`FakeTransport`, served in-process by a real
     ``ClientHandler`` (no sockets). Use as ``async with FakeProtocolClient(hub) as client``.

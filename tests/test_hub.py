@@ -21,7 +21,7 @@ from fastapi_realtime import (
     StreamPosition,
 )
 from fastapi_realtime.protocol.codecs import CentrifugeCodec, RawCodec
-from fastapi_realtime.session import Session
+from fastapi_realtime.session import Frame, Session
 
 
 @asynccontextmanager
@@ -374,15 +374,20 @@ async def test_a_publish_burst_yields_to_other_tasks_after_the_publish_slice(
         assert ran_during_burst is yields_during_burst
 
 
-async def test_a_failing_flush_closes_only_that_session(hub: Hub, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_failing_flush_closes_only_that_session(
+    hub: Hub, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with open_session(hub) as (broken, broken_t), open_session(hub) as (fine, fine_t):
         await join(hub, broken, "room")
         await join(hub, fine, "room")
+        next_frame = Session._next_frame
 
-        def explode() -> None:
-            raise RuntimeError("bug")
+        def explode(session: Session) -> Frame:
+            if session is broken:
+                raise RuntimeError("bug")
+            return next_frame(session)
 
-        broken._next_frame = explode  # type: ignore[method-assign]
+        monkeypatch.setattr(Session, "_next_frame", explode)
         await hub.publish("room", "x")
         await fine_t.wait_sent(1)
         await asyncio.wait_for(broken_t.closed.wait(), 5)

@@ -72,11 +72,25 @@ class Transport(Protocol):
         ...
 
 
+class DirectTransport(Transport, Protocol):
+    """A transport that can also take a frame without a coroutine (our uvicorn WebSocket
+    protocol). A session writes through :meth:`write_now` whenever nothing of its own is
+    waiting to be sent, so a delivery costs one call, not a queue round trip."""
+
+    def write_now(self, frame: Frame) -> bool:
+        """Write ``frame`` now and return True; return False, writing nothing, when the
+        connection is not taking data (the caller then awaits :meth:`send`). Raises
+        :class:`TransportClosed` when the connection is gone."""
+        ...
+
+
 class Flusher:
     """Runs the pending flush of every session that queued frames, in one loop callback.
 
     A fan-out to N sessions thus schedules one callback, not N; share one per hub.
     """
+
+    __slots__ = ("_dirty",)
 
     def __init__(self) -> None:
         self._dirty: list[Session] = []
@@ -168,6 +182,50 @@ def new_client_id() -> str:
 class Session:
     """A client connection as the hub sees it. Create with :meth:`Hub.open_session`."""
 
+    __slots__ = (
+        "_appended",
+        "_close_requested",
+        "_closed_waiter",
+        "_ending",
+        "_flush_scheduled",
+        "_flusher",
+        "_handler",
+        "_interrupting",
+        "_is_closed",
+        "_on_ended",
+        "_pending_frame",
+        "_ping_timer",
+        "_pong_due",
+        "_queue",
+        "_queued_bytes",
+        "_reader",
+        "_replies_at",
+        "_replies_sent",
+        "_reply_bytes",
+        "_sealed",
+        "_suspended_send",
+        "_taken_count",
+        "_tasks",
+        "_write_now",
+        "_writer",
+        "_writer_busy",
+        "_writing_stopped",
+        "any_frame_is_pong",
+        "authenticated",
+        "close_code",
+        "close_reason",
+        "codec",
+        "conn_info",
+        "id",
+        "on_insufficient_state",
+        "on_server_refresh",
+        "on_server_subscribe",
+        "settings",
+        "subscriptions",
+        "transport",
+        "user",
+    )
+
     def __init__(
         self,
         transport: Transport,
@@ -195,15 +253,19 @@ class Session:
         """Called when the server subscribes this session to a channel at run time."""
         self.on_server_refresh: Callable[[int], None] | None = None
         """Called with a new expiry (Unix seconds, 0: never) when the server API refreshes it."""
-        self._queue: deque[Frame] = deque()
+        self._write_now: Callable[[Frame], bool] | None = getattr(transport, "write_now", None)
+        """The transport's direct write (see :class:`DirectTransport`), if it has one."""
+        self._queue: deque[Frame] | None = None
+        """Frames waiting to be sent, in order; ``None`` while there are none (most of the time,
+        on a direct transport: a connection that keeps up never holds one)."""
         self._queued_bytes = 0
         """Bytes of live frames in the queue (replies are counted in ``_reply_bytes``)."""
         self._reply_bytes = 0
         self._appended = 0
         """Frames ever appended to the queue; ``_taken_count`` counts those that left it."""
         self._taken_count = 0
-        self._replies_at: deque[int] = deque()
-        """The append numbers of the replies still in the queue, in order."""
+        self._replies_at: deque[int] | None = None
+        """The append numbers of the replies still in the queue, in order (``None``: none)."""
         self._replies_sent: asyncio.Event | None = None
         """Set when queued replies fell back under the limit (exists only while over it)."""
         self._reader: asyncio.Task[Any] | None = None
@@ -215,10 +277,13 @@ class Session:
         """The shutdown, started by the close (see :meth:`_mark_closed`)."""
         self._sealed = False
         """Set once nothing more may be queued (a slow close, a failed write, or shutdown)."""
-        self._closed = asyncio.Event()
+        self._is_closed = False
+        self._closed_waiter: asyncio.Future[None] | None = None
+        """Resolved when the session closes; made only when someone waits for that."""
         self.close_code = 0
         self.close_reason = ""
         self._pong_due: asyncio.TimerHandle | None = None
+        self._ping_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._flusher = flusher or Flusher()
         self._flush_scheduled = False
@@ -229,6 +294,8 @@ class Session:
         self._writing_stopped = False
         """Set when a write failed or the session shut down: nothing more is sent."""
         self._suspended_send: _Resume | None = None
+        self._pending_frame: Frame | None = None
+        """A frame the direct transport did not take: the writer task sends it first."""
         self._close_requested = False
         self.any_frame_is_pong = False
         """Count every incoming frame as a pong (for codecs whose peers cannot answer pings)."""
@@ -240,7 +307,7 @@ class Session:
 
     @property
     def closed(self) -> bool:
-        return self._closed.is_set()
+        return self._is_closed
 
     @property
     def queued_bytes(self) -> int:
@@ -257,11 +324,25 @@ class Session:
         """
         if self._sealed:
             return False
+        if self._queue is None and self._write_directly(frame):
+            return True
         if self._queued_bytes + len(frame) > self.settings.client_queue_max_bytes:
             self.close(DisconnectCode.SLOW)
             return False
         self._append(frame)
         return True
+
+    def _write_directly(self, frame: Frame) -> bool:
+        """Hand ``frame`` to a direct transport now, when nothing of this session waits to
+        be sent (so order is kept) and the transport takes it without waiting."""
+        write_now = self._write_now
+        if write_now is None or self._writer_busy or self._writing_stopped:
+            return False
+        try:
+            return write_now(frame)
+        except Exception as exc:
+            self._write_failed(exc)
+            return True  # the frame is dropped with the connection, as a queued one would be
 
     def enqueue_reply(self, frame: Frame) -> bool:
         """Queue the reply to one of the client's commands, in order with everything else.
@@ -273,13 +354,20 @@ class Session:
         """
         if self._sealed:
             return False
+        if self._queue is None and self._write_directly(frame):
+            return True
+        if self._replies_at is None:
+            self._replies_at = deque()
         self._replies_at.append(self._appended)
         self._reply_bytes += len(frame)
         self._append(frame, live=False)
         return True
 
     def _append(self, frame: Frame, *, live: bool = True) -> None:
-        self._queue.append(frame)
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append(frame)
         self._appended += 1
         if live:
             self._queued_bytes += len(frame)
@@ -290,7 +378,7 @@ class Session:
     def deliver(self, channel: str, pub: Publication) -> None:
         """Hand the session a publication of ``channel`` (called by the hub's fan-out)."""
         sub = self.subscriptions.get(channel)
-        if sub is None or self._closed.is_set():
+        if sub is None or self._is_closed:
             return
         if sub.buffer is not None:
             sub.buffer.append(pub)
@@ -319,7 +407,7 @@ class Session:
 
     def deliver_join(self, channel: str, info: ClientInfo, *, leave: bool = False) -> None:
         sub = self.subscriptions.get(channel)
-        if sub is None or not sub.join_leave or self._closed.is_set():
+        if sub is None or not sub.join_leave or self._is_closed:
             return
         frame = self.codec.leave(channel, info) if leave else self.codec.join(channel, info)
         if frame is not None:
@@ -352,9 +440,13 @@ class Session:
         of one kind up to ``client_max_batch_bytes``, text joined by ``\n``, binary (messages
         that carry their length) end to end."""
         queue = self._queue
+        assert queue is not None
         first = queue.popleft()
         self._taken(first)
-        if not (self.codec.batching and queue):
+        if not queue:
+            self._queue = None
+            return first
+        if not self.codec.batching:
             return first
         kind = type(first)
         sep = 1 if kind is str else 0
@@ -366,12 +458,14 @@ class Session:
             self._taken(nxt)
             size += len(nxt) + sep
             parts.append(nxt)
+        if not queue:
+            self._queue = None
         return "\n".join(parts) if isinstance(first, str) else b"".join(parts)  # type: ignore[arg-type]
 
     def _clear_queue(self) -> None:
-        self._queue.clear()
+        self._queue = self._replies_at = None
+        self._pending_frame = None
         self._queued_bytes = self._reply_bytes = 0
-        self._replies_at.clear()
         self._taken_count = self._appended
 
     def _taken(self, frame: Frame) -> None:
@@ -380,6 +474,8 @@ class Session:
         number, self._taken_count = self._taken_count, self._taken_count + 1
         if replies and replies[0] == number:
             replies.popleft()
+            if not replies:
+                self._replies_at = None
             self._reply_bytes -= len(frame)
             if self._replies_sent is not None and self._reply_bytes <= self.settings.client_queue_max_bytes:
                 self._replies_sent.set()
@@ -394,7 +490,19 @@ class Session:
         self._flush_scheduled = False
         if self._writer_busy or self._writing_stopped:
             return
+        write_now = self._write_now
         while self._queue:
+            if write_now is not None:
+                frame = self._next_frame()
+                try:
+                    if write_now(frame):
+                        continue
+                except Exception as exc:
+                    self._write_failed(exc)
+                    return
+                self._pending_frame = frame
+                self._start_writer()
+                return
             send = self.transport.send(self._next_frame())
             try:
                 waiting_on = send.send(None)
@@ -418,6 +526,9 @@ class Session:
             if self._suspended_send is not None:
                 suspended, self._suspended_send = self._suspended_send, None
                 await suspended
+            if self._pending_frame is not None:
+                pending, self._pending_frame = self._pending_frame, None
+                await self.transport.send(pending)
             while self._queue:
                 await self.transport.send(self._next_frame())
         except Exception as exc:
@@ -441,7 +552,7 @@ class Session:
         1009. When the session closes meanwhile, the call is interrupted (a cancellation of
         the calling task, taken back before :class:`SessionClosed` is raised).
         """
-        if self._closed.is_set():
+        if self._is_closed:
             raise SessionClosed(self.close_code, self.close_reason)
         if self._reader is not None:
             raise RuntimeError(f"session {self.id} is already being read: one reader per connection")
@@ -495,17 +606,24 @@ class Session:
         return True
 
     def start_pinging(self) -> None:
-        """Send the codec's ping every ``ping_interval``; close with 3012 when a pong is late."""
-        if self.codec.ping is not None and self.settings.ping_interval > 0:
-            self.start_task(self._ping_loop(self.settings.ping_interval, self.codec.ping))
+        """Send the codec's ping every ``ping_interval``; close with 3012 when a pong is late.
+        A timer, not a task: an idle connection costs no coroutine."""
+        if self.codec.ping is not None and self.settings.ping_interval > 0 and not self._is_closed:
+            if self._ping_timer is not None:
+                self._ping_timer.cancel()
+            self._ping_timer = asyncio.get_running_loop().call_later(self.settings.ping_interval, self._ping)
 
-    async def _ping_loop(self, interval: float, ping: Frame) -> None:
+    def _ping(self) -> None:
+        self._ping_timer = None
+        ping = self.codec.ping
+        if self._is_closed or ping is None:
+            return
         loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(interval)
-            if self._pong_due is None and self.codec.expects_pong:
-                self._pong_due = loop.call_later(self.settings.pong_timeout, self.close, DisconnectCode.NO_PONG)
-            self.enqueue(ping)
+        if self._pong_due is None and self.codec.expects_pong:
+            self._pong_due = loop.call_later(self.settings.pong_timeout, self.close, DisconnectCode.NO_PONG)
+        self.enqueue(ping)
+        if not self._is_closed:
+            self._ping_timer = loop.call_later(self.settings.ping_interval, self._ping)
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -529,13 +647,19 @@ class Session:
             self.close(DisconnectCode.INTERNAL)
 
     def _mark_closed(self, code: int, reason: str) -> None:
-        if self._closed.is_set():
+        if self._is_closed:
             return
         self.close_code, self.close_reason = code, reason
-        self._closed.set()
+        self._is_closed = True
+        waiter = self._closed_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         if self._pong_due is not None:
             self._pong_due.cancel()
             self._pong_due = None
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
         reader = self._reader
         if reader is not None and reader is not asyncio.current_task():
             self._interrupting = True
@@ -555,7 +679,7 @@ class Session:
         still sent), then what was queued is sent and the connection closed, all bounded by
         ``shutdown_timeout``. With 3008 ``slow`` the queue is dropped at once instead.
         """
-        if self._closed.is_set():
+        if self._is_closed:
             return
         if code == DisconnectCode.SLOW:
             self._sealed = True
@@ -580,7 +704,10 @@ class Session:
     async def wait_ended(self) -> None:
         """Wait until the session is closed and its shutdown is complete. Cancelling the
         wait leaves the shutdown running."""
-        await self._closed.wait()
+        if not self._is_closed:
+            if self._closed_waiter is None:
+                self._closed_waiter = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._closed_waiter)
         assert self._ending is not None
         await asyncio.shield(self._ending)
 

@@ -18,9 +18,11 @@ one core (``taskset -c 0``), connects N subscribers from ``delivery.mjs`` pinned
 * ``gen%``: the load generator's CPU over the windowed phase; ``!gen`` above 85%: that row may
   be client-bound.
 
-Servers: ``baseline`` (the FastAPI docs ``ConnectionManager``, ``baseline_app.py``), ``hub``
-(our Centrifuge protocol endpoint) and ``tutorial`` (our tutorial API, ``hub.connection``), both
-in ``realtime_app.py``, all three on uvicorn + uvloop + httptools; and two reference floors:
+Servers: ``baseline`` (the FastAPI docs ``ConnectionManager``, ``baseline_app.py``, on plain
+uvicorn), ``hub`` (our Centrifuge protocol endpoint) and ``tutorial`` (our tutorial API,
+``hub.connection``), both in ``realtime_app.py`` served by ``fastapi_realtime.run`` (our
+WebSocket protocol); ``hub-asgi`` and ``tutorial-asgi``, the same app on plain uvicorn (its own
+WebSocket protocol, the ASGI path); all on uvloop + httptools; and two reference floors:
 ``websockets`` (its ``broadcast()``, ``websockets_server.py``) and ``node-ws`` (Node.js ``ws``,
 ``ws_server.mjs``). Every run is bounded (``--deadline``).
 
@@ -54,8 +56,11 @@ LOADGEN = BENCH_DIR / "delivery.mjs"
 SERVERS = {
     # name -> (kind, target, subscriber path, load generator protocol)
     "baseline": ("uvicorn", "baseline_app:app", "/ws", "plain"),
-    "hub": ("uvicorn", "realtime_app:app", "/connection/websocket", "centrifuge"),
-    "tutorial": ("uvicorn", "realtime_app:app", "/ws", "plain"),
+    "hub": ("python", "realtime_app.py", "/connection/websocket", "centrifuge"),
+    "tutorial": ("python", "realtime_app.py", "/ws", "plain"),
+    # The same app under plain uvicorn (its own WebSocket protocol, the ASGI path):
+    "hub-asgi": ("uvicorn", "realtime_app:app", "/connection/websocket", "centrifuge"),
+    "tutorial-asgi": ("uvicorn", "realtime_app:app", "/ws", "plain"),
     "websockets": ("python", "websockets_server.py", "/ws", "plain"),
     "node-ws": ("node", "ws_server.mjs", "/ws", "plain"),
 }

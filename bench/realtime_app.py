@@ -7,7 +7,9 @@ Routes, symmetric with ``baseline_app.py``:
 * ``/publish`` — the publisher; each text frame it sends is published to channel ``bench``
   with ``hub.publish``, passed as bytes (already-encoded JSON), so the hub does not re-parse it.
 
-Run by ``fanout.py`` as ``uvicorn realtime_app:app`` (with ``--app-dir bench``). With
+Run by ``fanout.py`` as ``uvicorn realtime_app:app`` (with ``--app-dir bench``), and by
+``delivery.py`` as ``python realtime_app.py PORT``: served the way the README tells users to,
+with ``fastapi_realtime.run`` (our WebSocket protocol, uvloop, httptools). With
 ``REDIS_URL`` set (``redis_fanout.py`` does) the hub uses the Redis broker on that URL, so
 several such processes share channel ``bench``.
 """
@@ -23,7 +25,12 @@ from fastapi_realtime import Broker, ChannelOptions, Hub, HubSettings, MemoryBro
 CHANNEL = "bench"
 
 # Every load-generator connection comes from 127.0.0.1: lift the per-IP limits.
-PER_IP = {"max_connections_per_ip": 100_000, "connect_rate_per_ip": 1e6, "connect_burst_per_ip": 100_000}
+PER_IP = {
+    "max_connections_per_ip": 100_000,
+    "server_connections_per_ip": 100_000,
+    "connect_rate_per_ip": 1e6,
+    "connect_burst_per_ip": 100_000,
+}
 
 
 def _broker() -> Broker:
@@ -59,3 +66,13 @@ async def tutorial_subscriber(websocket: WebSocket) -> None:
         await conn.join(CHANNEL)
         async for _ in conn.iter_text():
             pass
+
+
+if __name__ == "__main__":
+    import sys
+
+    import fastapi_realtime
+
+    fastapi_realtime.run(
+        app, port=int(sys.argv[1]), hub=hub, loop="uvloop", log_level="warning", access_log=False
+    )

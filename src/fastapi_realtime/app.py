@@ -268,6 +268,14 @@ class Hub(Node):
             headers=dict(websocket.headers),
             initial_connect=initial_connect,
         )
+        detach = getattr(transport, "detach", None)
+        if detach is not None:
+            # Our uvicorn WebSocket protocol lets the connection outlive this ASGI call: the
+            # session's handler task serves it from here on, and the framework's call stack
+            # (middleware, routing, this endpoint) is released instead of held per connection.
+            detach()
+            session.start(handler.serve)
+            return
         await self.serve(session, handler.serve)
 
     # -- the tutorial API -------------------------------------------------------------

@@ -692,14 +692,19 @@ class Session:
     async def run(self, handler: Callable[[], Awaitable[None]] | None = None) -> None:
         """Serve the connection until it ends.
 
-        With a ``handler``, that coroutine runs in a task of the session and reads with
-        :meth:`receive`; when it returns, the session closes with 1000. Without one, the
-        caller's own code reads (a hand-written endpoint). Returns once the session has shut
-        down (see :meth:`wait_ended`).
+        With a ``handler``, that coroutine runs in a task of the session (see :meth:`start`).
+        Without one, the caller's own code reads (a hand-written endpoint). Returns once the
+        session has shut down (see :meth:`wait_ended`).
         """
         if handler is not None:
-            self._handler = self.start_task(self._run_handler(handler), name=f"session-{self.id}-handler")
+            self.start(handler)
         await self.wait_ended()
+
+    def start(self, handler: Callable[[], Awaitable[None]]) -> None:
+        """Run ``handler`` in a task of the session and return at once: the task, which reads
+        with :meth:`receive`, is then all that serves the connection. When the handler
+        returns, the session closes with 1000."""
+        self._handler = self.start_task(self._run_handler(handler))
 
     async def wait_ended(self) -> None:
         """Wait until the session is closed and its shutdown is complete. Cancelling the

@@ -35,6 +35,7 @@ from .brokers.memory import MemoryBroker
 from .channels import Channel, parse_channel
 from .exceptions import FeatureNotEnabled, HubNotRunning
 from .hooks import Hooks, TokenVerifier
+from .gctuning import tune_gc
 from .idempotency import IdempotencyCache
 from .limits import IPLimits
 from .observe import Observer
@@ -183,6 +184,8 @@ class Node:
             return
         self._check_insecure()
         await self.broker.start(self)
+        if self.settings.tune_gc:
+            tune_gc()
         self._slice_started = asyncio.get_running_loop().time()
         self._started_at = time.monotonic()
         self._presence_task = asyncio.create_task(self._refresh_presence_forever(), name="hub-presence")

@@ -34,8 +34,8 @@ from .brokers.base import Broker, BrokerError, HistoryResult, PublishOptions, St
 from .brokers.memory import MemoryBroker
 from .channels import Channel, parse_channel
 from .exceptions import FeatureNotEnabled, HubNotRunning
-from .hooks import Hooks, TokenVerifier
 from .gctuning import tune_gc
+from .hooks import Hooks, TokenVerifier
 from .idempotency import IdempotencyCache
 from .limits import IPLimits
 from .observe import Observer

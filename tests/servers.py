@@ -2,7 +2,8 @@
 
 The listening socket is bound before the server starts; the context is entered once uvicorn's
 startup (the app's lifespan startup included) has completed, so the hub is running. No polling,
-no sleeps.
+no sleeps. WebSockets are served by this project's ``RealtimeWebSocketProtocol`` unless the
+caller passes ``ws=`` (e.g. ``ws="websockets-sansio"``, uvicorn's own).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 import pytest
 import uvicorn
+
+from fastapi_realtime.transports.uvicorn_ws import RealtimeWebSocketProtocol
 
 
 @dataclass
@@ -46,7 +49,12 @@ def bound_socket() -> socket.socket:
 @contextlib.asynccontextmanager
 async def running_server(app: Any, **config: Any) -> AsyncIterator[RunningServer]:
     """Serve ``app`` with uvicorn in this event loop for the duration of the block."""
-    options: dict[str, Any] = {"log_level": "warning", "lifespan": "on", "ws_ping_interval": None}
+    options: dict[str, Any] = {
+        "log_level": "warning",
+        "lifespan": "on",
+        "ws_ping_interval": None,
+        "ws": RealtimeWebSocketProtocol,
+    }
     options.update(config)
     async with running_config(uvicorn.Config(app, **options)) as server:
         yield server

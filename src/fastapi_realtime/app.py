@@ -32,7 +32,8 @@ from .protocol.errors import Disconnect, ReplyError
 from .protocol.messages import to_raw, validate_as
 from .protocol.protobuf import ProtobufCodec
 from .serverlimits import looser_server_limits
-from .transports.websocket import WebSocketTransport
+from .session import Transport
+from .transports.websocket import websocket_transport
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -236,7 +237,7 @@ class Hub(Node):
         else:
             await websocket.accept(JSON_SUBPROTOCOL if JSON_SUBPROTOCOL in offered else None)
             codec = CentrifugeCodec()
-        await self._serve_protocol(websocket, WebSocketTransport(websocket), codec)
+        await self._serve_protocol(websocket, websocket_transport(websocket), codec)
 
     async def uni_websocket_endpoint(self, websocket: WebSocket) -> None:
         """Serve one unidirectional client: it sends a JSON connect request as its first
@@ -245,13 +246,13 @@ class Hub(Node):
         await websocket.accept()
         initial = websocket.query_params.get("cf_connect")
         await self._serve_protocol(
-            websocket, WebSocketTransport(websocket), CentrifugeCodec(unidirectional=True), initial_connect=initial
+            websocket, websocket_transport(websocket), CentrifugeCodec(unidirectional=True), initial_connect=initial
         )
 
     async def _serve_protocol(
         self,
         websocket: WebSocket,
-        transport: WebSocketTransport,
+        transport: Transport,
         codec: ClientCodec,
         *,
         initial_connect: str | None = None,
@@ -309,7 +310,7 @@ class Hub(Node):
         await websocket.accept(subprotocol)
         try:
             session = self.open_session(
-                WebSocketTransport(websocket),
+                websocket_transport(websocket),
                 RawCodec(ping=ping),
                 user=user,
                 conn_info=None if info is None else to_raw(info),

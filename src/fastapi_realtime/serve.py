@@ -13,7 +13,12 @@ starts uvicorn with:
 - a cap of ``server_connections_per_ip`` open TCP connections per client IP (WebSockets
   included): one more gets HTTP 503 and is closed before its request is read.
 
-The last two live in a subclass of uvicorn's httptools protocol (``uvicorn.Config(http=...)``).
+- the WebSocket protocol :class:`~.transports.uvicorn_ws.RealtimeWebSocketProtocol`
+  (``uvicorn.Config(ws=...)``): it serves any ASGI WebSocket app, and gives the hub a direct
+  channel that writes a broadcast frame to each subscriber without the ASGI send path.
+
+The handshake timeout and the per-IP cap live in a subclass of uvicorn's httptools protocol
+(``uvicorn.Config(http=...)``).
 The cap counts TCP peers: behind a reverse proxy every client has the proxy's address, so
 raise ``server_connections_per_ip`` to the total you accept and let the proxy cap per client.
 Plain ``uvicorn app:app`` has none of them: see the README's "Serving it safely".
@@ -32,6 +37,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from .app import Hub
 from .logredact import install_log_redaction
 from .settings import HubSettings
+from .transports.uvicorn_ws import RealtimeWebSocketProtocol
 
 log = logging.getLogger("fastapi_realtime.serve")
 
@@ -174,7 +180,7 @@ def uvicorn_config(
     """A ``uvicorn.Config`` for ``app`` with the safe settings of this module, from the limits
     of ``hub`` (or ``settings``; the defaults without either). ``uvicorn_options`` go to
     ``uvicorn.Config`` as they are and win over these (``http=`` drops the handshake timeout and
-    the per-IP cap). Installs the log redaction filter."""
+    the per-IP cap; ``ws=`` replaces :class:`RealtimeWebSocketProtocol`). Installs the log redaction filter."""
     limits = settings or (hub.settings if hub is not None else HubSettings())
     guard = ConnectionGuard(limits.handshake_timeout, limits.server_connections_per_ip)
     protocol = type("GuardedHTTPProtocol", (GuardedHTTPProtocol,), {"guard": guard})
@@ -182,6 +188,7 @@ def uvicorn_config(
         "ws_max_size": limits.client_max_frame_bytes,
         "ws_per_message_deflate": False,
         "http": protocol,
+        "ws": RealtimeWebSocketProtocol,
     }
     options.update(uvicorn_options)
     config = uvicorn.Config(app, host=host, port=port, **options)

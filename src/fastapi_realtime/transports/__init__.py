@@ -1,5 +1,6 @@
 """Transports: thin adapters that carry a session's frames over a connection."""
 
-from .websocket import WebSocketTransport
+from .uvicorn_ws import RealtimeWebSocketProtocol
+from .websocket import WebSocketTransport, websocket_transport
 
-__all__ = ["WebSocketTransport"]
+__all__ = ["RealtimeWebSocketProtocol", "WebSocketTransport", "websocket_transport"]

@@ -2,6 +2,10 @@
 
 Whatever the peer or the server does, the session sees a frame or :class:`TransportClosed`:
 a receive after the disconnect, and a send to a connection that is gone, raise it too.
+
+:func:`websocket_transport` picks the transport of an accepted WebSocket: the direct channel
+of :mod:`.uvicorn_ws` when the server offers it (uvicorn with ``RealtimeWebSocketProtocol``),
+else this ASGI adapter (any other server or WebSocket protocol).
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ import contextlib
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ..session import Frame, TransportClosed
+from ..session import Frame, Transport, TransportClosed
+from .uvicorn_ws import EXTENSION
 
 ABNORMAL_CLOSURE = 1006
 
@@ -54,3 +59,13 @@ class WebSocketTransport:
         if self.websocket.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(OSError, RuntimeError, WebSocketDisconnect):  # the peer is gone already
                 await self.websocket.close(code, reason.encode()[:123].decode(errors="ignore"))
+
+
+def websocket_transport(websocket: WebSocket) -> Transport:
+    """The transport for ``websocket``, once accepted: the server's direct channel when the
+    scope carries one (``scope["extensions"]["fastapi_realtime.websocket"]``), else a
+    :class:`WebSocketTransport`."""
+    direct = websocket.scope.get("extensions", {}).get(EXTENSION)
+    if direct is not None:
+        return direct  # type: ignore[no-any-return]
+    return WebSocketTransport(websocket)

@@ -69,10 +69,10 @@ async def tutorial_subscriber(websocket: WebSocket) -> None:
 
 
 if __name__ == "__main__":
+    import contextlib
     import sys
 
     import fastapi_realtime
 
-    fastapi_realtime.run(
-        app, port=int(sys.argv[1]), hub=hub, loop="uvloop", log_level="warning", access_log=False
-    )
+    with contextlib.suppress(KeyboardInterrupt):  # delivery.py stops it with SIGINT
+        fastapi_realtime.run(app, port=int(sys.argv[1]), hub=hub, loop="uvloop", log_level="warning", access_log=False)

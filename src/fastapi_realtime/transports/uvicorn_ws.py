@@ -120,6 +120,7 @@ class RealtimeWebSocketProtocol(asyncio.Protocol):
         "_conn",
         "_connect_read",
         "_decoder",
+        "_detached",
         "_drainer",
         "_head",
         "_inbox",
@@ -188,6 +189,8 @@ class RealtimeWebSocketProtocol(asyncio.Protocol):
         self._keepalive: asyncio.TimerHandle | None = None
         """The next keepalive ping, or the deadline of the pong of the last one."""
         self._ping_payload: bytes | None = None
+        self._detached = False
+        """The connection outlives the ASGI call (see :meth:`detach`)."""
 
     # -- the direct channel (the session's Transport) ---------------------------------
 
@@ -207,6 +210,16 @@ class RealtimeWebSocketProtocol(asyncio.Protocol):
             last = _last = (frame, _wire(frame))
         self._transport.write(last[1])
         return True
+
+    def detach(self) -> None:
+        """Let the connection outlive the ASGI call: when the app returns, the connection
+        stays open (it is not closed with 1000) until it is closed through this object or
+        by the peer, and the scope is let go. For an owner that serves the connection from a
+        task of its own (the hub's protocol endpoint does), so that no framework call stack is
+        held per connection. Call it once the connection is accepted."""
+        if self._phase < _OPEN:
+            raise RuntimeError("the WebSocket is not accepted yet")
+        self._detached = True
 
     def _write_slowly(self, frame: Frame) -> bool:
         out = self._out
@@ -692,6 +705,9 @@ class RealtimeWebSocketProtocol(asyncio.Protocol):
             elif result is not None:
                 self.logger.error("ASGI callable should return None, but returned '%s'.", result)
         phase = self._phase
+        if self._detached and code == 1000:
+            self._scope = None
+            return
         if phase == _HANDSHAKE:
             self._send_500()
         elif phase == _OPEN:  # the app is done with the connection: close it properly

@@ -8,7 +8,9 @@
   signal while the publish is in flight).
 
 ``SHUTDOWN_TIMEOUT`` (seconds) sets the hub's ``shutdown_timeout``; ``MAX_FRAME_BYTES`` its
-``client_max_frame_bytes`` (the Autobahn run echoes messages of up to 16 MiB).
+``client_max_frame_bytes`` (the Autobahn run echoes messages of up to 16 MiB);
+``CONNECT_BURST_PER_IP`` its ``connect_burst_per_ip`` and ``connect_rate_per_ip`` (the Autobahn
+client opens hundreds of connections a second from one IP).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ limits: dict[str, int] = {}
 if "MAX_FRAME_BYTES" in os.environ:
     limits["client_max_frame_bytes"] = int(os.environ["MAX_FRAME_BYTES"])
     limits["client_queue_max_bytes"] = 2 * limits["client_max_frame_bytes"]
+if "CONNECT_BURST_PER_IP" in os.environ:
+    limits["connect_burst_per_ip"] = limits["connect_rate_per_ip"] = int(os.environ["CONNECT_BURST_PER_IP"])
 hub = Hub(
     HubSettings(
         allow_anonymous=True,

@@ -4,7 +4,9 @@ a publish in flight is answered first; the process then exits as uvicorn
 does after a SIGTERM, having run the lifespan shutdown.
 
 uvicorn, left alone, closes every WebSocket with 1012 before the lifespan shutdown runs;
-the hub chains its own SIGTERM handler in front of uvicorn's (``signals.py``).
+the hub chains its own SIGTERM handler in front of uvicorn's (``signals.py``). Run under
+uvicorn's default WebSocket protocol (the ASGI path) and under ``RealtimeWebSocketProtocol``
+(the hub's direct channel: the queues drain through its paused-writing path).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import signal
 import subprocess
 
 import httpx
+import pytest
 from subprocess_server import ServerProcess, uvicorn_process
 from websockets.asyncio.client import connect
 from wsclient import ProtocolClient, read_until_closed
@@ -40,10 +43,13 @@ async def line_containing(server: ServerProcess, text: str, seen: list[str]) -> 
             return
 
 
-async def test_sigterm_gives_every_client_its_queue_then_3001_and_answers_the_publish_in_flight() -> None:
+@pytest.mark.parametrize(
+    "ws", ["auto", "fastapi_realtime.transports.uvicorn_ws:RealtimeWebSocketProtocol"], ids=["uvicorn", "realtime"]
+)
+async def test_sigterm_gives_every_client_its_queue_then_3001_and_answers_the_publish_in_flight(ws: str) -> None:
     seen: list[str] = []
     env = {"SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT)}
-    with uvicorn_process("lifecycle_app:app", "--log-level", "info", env=env) as server:
+    with uvicorn_process("lifecycle_app:app", "--log-level", "info", "--ws", ws, env=env) as server:
         url = f"{server.ws_url}/connection/websocket"
         async with asyncio.timeout(WAIT):
             clients = [await ProtocolClient.open(url, ("news",), max_size=None) for _ in range(CLIENTS)]

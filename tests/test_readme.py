@@ -23,7 +23,7 @@ message saying which rule to follow). Markers are HTML comment lines right above
    handled) is checked: ``make TARGET...`` (the targets exist), ``pip install ...`` (run for
    real, offline: ``--no-deps --no-index`` into a temporary directory, ``$REPO_URL`` set to this
    checkout; each ``[extra]`` must exist in pyproject.toml), ``python -m MODULE`` (the module
-   exists), ``uvicorn MODULE:ATTR`` (importable, from the checkout or the README's programs);
+   exists), ``uvicorn MODULE:ATTR`` (every such word importable, from the checkout or the README's programs);
    any other command: its program must be installed (on ``PATH`` or in the venv).
 4. ``js``: run with Node.js (``tests/js``'s ``node_modules``: the pinned centrifuge-js and
    ``ws``) against a live server of the nearest python program above it that defines ``app``,
@@ -280,10 +280,11 @@ def check_command(words: list[str], tmp_path: Path, program_dir: Path) -> None:
     elif words[:2] == ["python", "-m"]:
         assert importlib.util.find_spec(words[2]) is not None, f"no module {words[2]}"
     elif words[0] == "uvicorn":
-        module, _, attribute = next(w for w in words[1:] if ":" in w).partition(":")
-        with pytest.MonkeyPatch.context() as patch:
-            patch.syspath_prepend(str(program_dir))
-            assert hasattr(importlib.import_module(module), attribute), f"{module} has no {attribute}"
+        for word in [w for w in words[1:] if ":" in w]:  # the app, and e.g. --ws MODULE:CLASS
+            module, _, attribute = word.partition(":")
+            with pytest.MonkeyPatch.context() as patch:
+                patch.syspath_prepend(str(program_dir))
+                assert hasattr(importlib.import_module(module), attribute), f"{module} has no {attribute}"
     else:
         program = words[0]
         assert shutil.which(program) or (Path(sys.executable).parent / program).exists(), (

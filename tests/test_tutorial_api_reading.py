@@ -56,7 +56,10 @@ def burst(connection: int) -> list[str | bytes]:
     return out
 
 
-async def test_a_burst_right_after_the_handshake_is_echoed_whole_and_in_order() -> None:
+@pytest.mark.parametrize(
+    "ws", ["auto", "fastapi_realtime.transports.uvicorn_ws:RealtimeWebSocketProtocol"], ids=["uvicorn", "realtime"]
+)
+async def test_a_burst_right_after_the_handshake_is_echoed_whole_and_in_order(ws: str) -> None:
     async def one(url: str, n: int) -> list[str | bytes]:
         sent = burst(n)
         async with asyncio.timeout(WAIT), connect(url, max_size=None) as ws:
@@ -64,7 +67,7 @@ async def test_a_burst_right_after_the_handshake_is_echoed_whole_and_in_order() 
                 await ws.send(message)
             return [await ws.recv() for _ in sent]
 
-    with uvicorn_process("lifecycle_app:app", "--log-level", "warning") as server:
+    with uvicorn_process("lifecycle_app:app", "--log-level", "warning", "--ws", ws) as server:
         url = f"{server.ws_url}/echo"
         for round_ in range(4):
             results = await asyncio.gather(*(one(url, round_ * 100 + n) for n in range(25)))

@@ -4,7 +4,9 @@ tutorial API (``async with hub.connection(websocket)``): pings, expiry, refused 
 types, sends after the client left, background tasks and the connection limit.
 
 Every wait is bounded by ``asyncio.timeout``; nothing sleeps to synchronise. Each server also
-checks, on the way out, that nothing was logged at ERROR or above.
+checks, on the way out, that nothing was logged at ERROR or above. Servers run this project's
+WebSocket protocol (``RealtimeWebSocketProtocol``, the hub's direct channel); the tests marked
+with ``WS_PROTOCOLS`` also run under uvicorn's own, where the hub goes through plain ASGI.
 """
 
 from __future__ import annotations
@@ -31,9 +33,15 @@ from websockets.typing import Subprotocol
 from wsclient import read_until_closed
 
 from fastapi_realtime import ChannelOptions, Hub, HubSettings
+from fastapi_realtime.transports.uvicorn_ws import RealtimeWebSocketProtocol
 
 WAIT = 5.0
 """Upper bound of every single wait, in seconds."""
+
+WS_PROTOCOLS = pytest.mark.parametrize(
+    "ws", [pytest.param(RealtimeWebSocketProtocol, id="realtime"), pytest.param("websockets-sansio", id="sansio")]
+)
+"""This project's WebSocket protocol (the direct channel) and uvicorn's own (the ASGI path)."""
 
 CLOCK_SLACK = 0.05
 """Seconds allowed between the server's loop clock and this test's wall clock."""
@@ -137,7 +145,9 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serving(caplog: pytest.LogCaptureFixture, *, ws: str = "auto", **settings: Any) -> AsyncIterator[Served]:
+async def serving(
+    caplog: pytest.LogCaptureFixture, *, ws: Any = RealtimeWebSocketProtocol, **settings: Any
+) -> AsyncIterator[Served]:
     """The app on a real uvicorn server (``ws`` picks uvicorn's WebSocket implementation).
 
     On exit (after the server stopped) asserts that nothing was logged at ERROR or above.
@@ -199,10 +209,11 @@ async def test_empty_subprotocol_header_is_accepted_when_uvicorn_runs_wsproto(
         await centrifuge_round_trip(served.hub, ws)
 
 
-@pytest.mark.parametrize("ws", ["auto", "websockets-sansio"])
+@pytest.mark.parametrize("ws", ["auto", "websockets-sansio", RealtimeWebSocketProtocol])
 async def test_empty_subprotocol_header_is_refused_with_400_by_uvicorns_default_ws(
-    caplog: pytest.LogCaptureFixture, ws: str
+    caplog: pytest.LogCaptureFixture, ws: Any
 ) -> None:
+    # The websockets library refuses it, under this project's protocol too.
     # "auto", uvicorn's default, is the websockets sans-I/O implementation when websockets is installed.
     assert AutoWebSocketsProtocol is WebSocketsSansIOProtocol
     async with serving(caplog, ws=ws) as served:
@@ -220,10 +231,11 @@ async def test_empty_subprotocol_header_is_refused_with_400_by_uvicorns_default_
 
 
 @pytest.mark.parametrize("offered", [[JSON], [PROTOBUF, JSON]], ids=["json", "protobuf_and_json"])
+@WS_PROTOCOLS
 async def test_centrifuge_json_subprotocol_is_negotiated(
-    caplog: pytest.LogCaptureFixture, offered: list[Subprotocol]
+    caplog: pytest.LogCaptureFixture, offered: list[Subprotocol], ws: Any
 ) -> None:
-    async with serving(caplog) as served, opened(served.url + PROTOCOL_PATH, subprotocols=offered) as ws:
+    async with serving(caplog, ws=ws) as served, opened(served.url + PROTOCOL_PATH, subprotocols=offered) as ws:
         assert ws.subprotocol == JSON
         await centrifuge_round_trip(served.hub, ws)
 
@@ -231,9 +243,10 @@ async def test_centrifuge_json_subprotocol_is_negotiated(
 # -- the tutorial API ---------------------------------------------------------------------
 
 
-async def test_ping_option_closes_a_silent_client_with_3012(caplog: pytest.LogCaptureFixture) -> None:
+@WS_PROTOCOLS
+async def test_ping_option_closes_a_silent_client_with_3012(caplog: pytest.LogCaptureFixture, ws: Any) -> None:
     interval, timeout = 0.2, 0.1
-    async with serving(caplog, ping_interval=interval, pong_timeout=timeout) as served:
+    async with serving(caplog, ws=ws, ping_interval=interval, pong_timeout=timeout) as served:
         async with opened(served.url + "/pinged") as ws:
             start = time.monotonic()
             assert await closed(ws) == (["ping"], 3012, "no pong")
@@ -272,10 +285,11 @@ async def test_expire_at_closes_the_connection_with_3005_at_expiry(caplog: pytes
     [("$private", "%24private"), ("room#other", "room%23other")],
     ids=["private_room", "room_of_another_user"],
 )
+@WS_PROTOCOLS
 async def test_refused_join_closes_with_1008_and_logs_no_error(
-    caplog: pytest.LogCaptureFixture, room: str, query: str
+    caplog: pytest.LogCaptureFixture, room: str, query: str, ws: Any
 ) -> None:
-    async with serving(caplog) as served:
+    async with serving(caplog, ws=ws) as served:
         async with opened(f"{served.url}/join?room={query}") as ws:
             assert await closed(ws) == ([], 1008, "permission denied")
         # The user's own room is allowed: the endpoint joins it and gets its publications.
@@ -296,8 +310,11 @@ async def test_binary_frame_to_receive_text_closes_with_1003(caplog: pytest.LogC
         assert await closed(ws) == ([], 1003, "expected text frames")
 
 
-async def test_send_text_after_the_client_left_raises_websocket_disconnect(caplog: pytest.LogCaptureFixture) -> None:
-    async with serving(caplog) as served:
+@WS_PROTOCOLS
+async def test_send_text_after_the_client_left_raises_websocket_disconnect(
+    caplog: pytest.LogCaptureFixture, ws: Any
+) -> None:
+    async with serving(caplog, ws=ws) as served:
         async with opened(served.url + "/late") as ws:
             assert await recv(ws) == "ready"
             await ws.close(4000, "bye")
@@ -321,8 +338,9 @@ async def test_background_task_is_cancelled_when_the_client_disconnects(caplog: 
             await served.hub.wait_idle()
 
 
-async def test_connection_past_max_connections_is_closed_with_3504(caplog: pytest.LogCaptureFixture) -> None:
-    async with serving(caplog, max_connections=1) as served, opened(served.url + "/echo") as first:
+@WS_PROTOCOLS
+async def test_connection_past_max_connections_is_closed_with_3504(caplog: pytest.LogCaptureFixture, ws: Any) -> None:
+    async with serving(caplog, ws=ws, max_connections=1) as served, opened(served.url + "/echo") as first:
         await first.send("first")
         assert await recv(first) == "first"
         async with opened(served.url + "/echo") as second:

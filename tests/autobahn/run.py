@@ -1,5 +1,7 @@
 """Run the Autobahn|Testsuite fuzzing client against the tutorial-API echo and the protocol
-endpoint, served by a real uvicorn process; used by ``make autobahn``.
+endpoint, served by a real uvicorn process with this project's WebSocket protocol
+(``RealtimeWebSocketProtocol``; ``--ws websockets-sansio`` for uvicorn's own); used by
+``make autobahn``.
 
 Pass/fail (exit status 1 on failure):
 
@@ -10,7 +12,7 @@ Pass/fail (exit status 1 on failure):
   for the first rule.
 
 ``--cases`` picks the case list (default: 1-7, 9-10, and 12-13 reduced, see ``CASES``);
-``--timeout`` bounds the whole run, in seconds.
+``--timeout`` bounds the whole run, in seconds; ``--ws`` picks uvicorn's WebSocket protocol.
 The report (HTML and JSON) is written to ``.venv-autobahn/reports``.
 """
 
@@ -42,7 +44,7 @@ Python 2 client over 15 minutes and exercise uvicorn's permessage-deflate, not t
 
 EXPECTED: dict[str, str] = {
     "7.1.5": "a close frame in the middle of a fragmented message is answered with 1002 (not 1000) by"
-    " the websockets library under uvicorn's default WebSocket implementation, before the app sees it",
+    " the websockets library (the sans-I/O layer of both WebSocket protocols), before the app sees it",
 }
 """Tutorial-echo cases allowed to be FAILED, with the reason."""
 
@@ -52,11 +54,14 @@ frame, then closes with 1007; the app never sees the frame. Not counted as a pro
 
 MAX_FRAME = 16 * 1024 * 1024
 
+WS = "fastapi_realtime.transports.uvicorn_ws:RealtimeWebSocketProtocol"
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default="reduced", help="'reduced' (default), 'all', or comma-separated ids")
     parser.add_argument("--timeout", type=float, default=900.0, help="upper bound of the whole run, seconds")
+    parser.add_argument("--ws", default=WS, help=f"uvicorn's --ws (default: {WS})")
     args = parser.parse_args()
     if args.cases == "reduced":
         cases = CASES
@@ -67,7 +72,7 @@ def main() -> int:
 
     REPORTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(mode="w+") as log:
-        failed_to_finish = run_cases(cases, args.timeout, log)
+        failed_to_finish = run_cases(cases, args.timeout, args.ws, log)
         log.seek(0)
         server_log = log.read()
     if failed_to_finish:
@@ -76,7 +81,7 @@ def main() -> int:
     return report(json.loads((REPORTS / "index.json").read_text()), server_log)
 
 
-def run_cases(cases: list[str], timeout: float, log: IO[str]) -> bool:
+def run_cases(cases: list[str], timeout: float, ws: str, log: IO[str]) -> bool:
     """Serve the app, run the fuzzing client; returns True if it did not finish in time."""
     sys.path.insert(0, str(TESTS))
     from servers import bound_socket
@@ -85,12 +90,13 @@ def run_cases(cases: list[str], timeout: float, log: IO[str]) -> bool:
     port = sock.getsockname()[1]
     command = [sys.executable, "-m", "uvicorn", "lifecycle_app:app", "--app-dir", str(TESTS)]
     command += ["--fd", str(sock.fileno()), "--log-level", "warning", "--ws-max-size", str(MAX_FRAME + 1024)]
+    command += ["--ws", ws]
     server = subprocess.Popen(
         command,
         pass_fds=[sock.fileno()],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "MAX_FRAME_BYTES": str(MAX_FRAME)},
+        env={**os.environ, "MAX_FRAME_BYTES": str(MAX_FRAME), "CONNECT_BURST_PER_IP": "1000000"},
     )
     sock.close()
     spec = {

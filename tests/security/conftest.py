@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, settings
 from servers import RunningServer, running_config
 
 from fastapi_realtime import Hub
+from fastapi_realtime.transports.uvicorn_ws import RealtimeWebSocketProtocol
 
 settings.register_profile(
     "ci", max_examples=1000, deadline=None, derandomize=False, suppress_health_check=[HealthCheck.too_slow]
@@ -118,6 +119,11 @@ def hub_app(hub: Hub) -> FastAPI:
 
 def quiet_config(app: Any, **options: Any) -> uvicorn.Config:
     """A uvicorn config as the tests elsewhere use it, with info-level logs for the probes."""
-    defaults: dict[str, Any] = {"log_level": "info", "lifespan": "on", "ws_ping_interval": None}
+    defaults: dict[str, Any] = {
+        "log_level": "info",
+        "lifespan": "on",
+        "ws_ping_interval": None,
+        "ws": RealtimeWebSocketProtocol,
+    }
     defaults.update(options)
     return uvicorn.Config(app, **defaults)

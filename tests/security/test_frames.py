@@ -14,10 +14,10 @@ import zlib
 
 import pytest
 from fastapi import FastAPI
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from wsclient import ProtocolClient
 
 from fastapi_realtime import ChannelOptions, Hub, HubSettings, uvicorn_config
+from fastapi_realtime.transports.uvicorn_ws import RealtimeWebSocketProtocol
 from security.conftest import ServerLog, quiet_config, serving
 from security.rawws import RawClient, text_frame
 
@@ -25,8 +25,8 @@ TEN_MB = 10 * 1024 * 1024
 FRAME_LIMIT = 64 * 1024
 
 
-class CountingProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's default WebSocket protocol, counting the bytes it is handed."""
+class CountingProtocol(RealtimeWebSocketProtocol):
+    """The WebSocket protocol ``uvicorn_config`` serves with, counting the bytes it is handed."""
 
     bytes_read = 0
 

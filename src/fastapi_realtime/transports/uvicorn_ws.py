@@ -192,6 +192,11 @@ class RealtimeWebSocketProtocol(asyncio.Protocol):
         self._detached = False
         """The connection outlives the ASGI call (see :meth:`detach`)."""
 
+    @property
+    def config(self) -> Config:
+        """The server's configuration (as on uvicorn's own protocols: the hub reads its limits)."""
+        return self._config
+
     # -- the direct channel (the session's Transport) ---------------------------------
 
     def write_now(self, frame: Frame) -> bool:
@@ -608,6 +613,9 @@ class RealtimeWebSocketProtocol(asyncio.Protocol):
             "state": self._app_state.copy(),
             "extensions": {"websocket.http.response": {}, EXTENSION: self},
         }
+        # websockets' parser keeps the request for the connection's lifetime; its headers are
+        # in the scope now: free the copy (about 2 KB per connection).
+        request.headers.clear()
         self._phase = _HANDSHAKE
         tasks = self._server_state.tasks
         task = self._loop.create_task(self._run_asgi())
@@ -704,6 +712,7 @@ class RealtimeWebSocketProtocol(asyncio.Protocol):
                 self.logger.error("ASGI callable returned without completing handshake.")
             elif result is not None:
                 self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        self._scope = None  # it refers to this object: no cycle left for the garbage collector
         phase = self._phase
         if self._detached and code == 1000:
             self._scope = None

@@ -13,12 +13,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, WebSocketException
+from fastapi import APIRouter, WebSocketException, params
+from starlette.datastructures import QueryParams
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
+from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import api, streaming
@@ -32,7 +35,6 @@ from .protocol.errors import Disconnect, ReplyError
 from .protocol.messages import to_raw, validate_as
 from .protocol.protobuf import ProtobufCodec
 from .serverlimits import looser_server_limits
-from .session import Transport
 from .transports.websocket import websocket_transport
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,6 +46,12 @@ POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
 
 log = logging.getLogger("fastapi_realtime.app")
+
+_JSON: ClientCodec = CentrifugeCodec()
+_UNI_JSON: ClientCodec = CentrifugeCodec(unidirectional=True)
+_PROTOBUF: ClientCodec = ProtobufCodec()
+"""The codecs of the protocol endpoints: they hold no per-connection state, so every
+connection of an encoding shares one."""
 
 
 class Hub(Node):
@@ -170,6 +178,7 @@ class Hub(Node):
         http_stream_path: str | None = None,
         sse_path: str | None = None,
         emulation_path: str = "/emulation",
+        dependencies: Sequence[params.Depends] | None = None,
     ) -> APIRouter:
         """An ``APIRouter`` with the Centrifuge-protocol WebSocket endpoint at ``path`` and,
         for each path given, a unidirectional endpoint: ``uni_path`` (WebSocket, e.g.
@@ -179,11 +188,18 @@ class Hub(Node):
 
         ``http_stream_path`` (e.g. ``"/connection/http_stream"``) and ``sse_path`` (e.g.
         ``"/connection/sse"``) serve centrifuge-js's fallback transports of the same names;
-        with either, ``emulation_path`` takes their clients' commands (see :mod:`.streaming`)."""
+        with either, ``emulation_path`` takes their clients' commands (see :mod:`.streaming`).
+
+        The two WebSocket endpoints are plain Starlette routes: a connection skips FastAPI's
+        dependency solving and its two ``AsyncExitStack`` objects, so FastAPI dependencies of the
+        app or of ``include_router(..., dependencies=...)`` do not run on them (the hub checks
+        the origin itself, and authenticates in the connect command). ``dependencies``: run these
+        before each WebSocket connection is served (they are then FastAPI routes); the HTTP
+        endpoints are FastAPI routes in any case."""
         router = APIRouter()
-        router.add_api_websocket_route(path, self.websocket_endpoint)
+        _add_websocket_route(router, path, self.websocket_endpoint, dependencies)
         if uni_path is not None:
-            router.add_api_websocket_route(uni_path, self.uni_websocket_endpoint)
+            _add_websocket_route(router, uni_path, self.uni_websocket_endpoint, dependencies)
         if uni_sse_path is not None:
             router.add_api_route(uni_sse_path, self.uni_sse_endpoint, methods=["GET", "POST"], include_in_schema=False)
         if uni_http_stream_path is not None:
@@ -228,56 +244,43 @@ class Hub(Node):
         offers only the ``centrifuge-protobuf`` subprotocol or asks for it in the URL
         (``?cf_protocol=protobuf`` or ``?format=protobuf``, as Centrifugo), JSON otherwise."""
         await self._before_accept(websocket)
-        offered = [p for p in websocket.scope.get("subprotocols", []) if p]
-        asked = {websocket.query_params.get("cf_protocol"), websocket.query_params.get("format")}
-        codec: ClientCodec
-        if (PROTOBUF_SUBPROTOCOL in offered and JSON_SUBPROTOCOL not in offered) or "protobuf" in asked:
-            await websocket.accept(PROTOBUF_SUBPROTOCOL if PROTOBUF_SUBPROTOCOL in offered else None)
-            codec = ProtobufCodec()
-        else:
-            await websocket.accept(JSON_SUBPROTOCOL if JSON_SUBPROTOCOL in offered else None)
-            codec = CentrifugeCodec()
-        await self._serve_protocol(websocket, websocket_transport(websocket), codec)
+        subprotocol, codec = _choose_codec(websocket)
+        await websocket.accept(subprotocol)
+        served = self._serve_protocol(websocket, codec)
+        if served is not None:
+            await served
 
     async def uni_websocket_endpoint(self, websocket: WebSocket) -> None:
         """Serve one unidirectional client: it sends a JSON connect request as its first
         message (or in the ``cf_connect`` query parameter) and then only receives pushes."""
         await self._before_accept(websocket)
         await websocket.accept()
-        initial = websocket.query_params.get("cf_connect")
-        await self._serve_protocol(
-            websocket, websocket_transport(websocket), CentrifugeCodec(unidirectional=True), initial_connect=initial
-        )
+        initial = _query_param(websocket, "cf_connect")
+        served = self._serve_protocol(websocket, _UNI_JSON, initial_connect=initial)
+        if served is not None:
+            await served
 
-    async def _serve_protocol(
-        self,
-        websocket: WebSocket,
-        transport: Transport,
-        codec: ClientCodec,
-        *,
-        initial_connect: str | None = None,
-    ) -> None:
+    def _serve_protocol(
+        self, websocket: WebSocket, codec: ClientCodec, *, initial_connect: str | None = None
+    ) -> Awaitable[None] | None:
+        """What serves the accepted ``websocket`` to its end (returned, not awaited: the
+        endpoint awaits it, and no frame of this method stays alive with the connection).
+
+        ``None`` on our uvicorn WebSocket protocol: the connection is detached from the ASGI
+        call, the session's handler task serves it, and the framework's call stack
+        (middleware, routing, the endpoint) is released instead of held per connection."""
+        transport = websocket_transport(websocket)
         try:
             session = self.open_session(transport, codec, user=None, client_ip=_client_ip(websocket))
         except Disconnect as exc:
-            await transport.close(exc.code, exc.reason)
-            return
-        handler = ClientHandler(
-            self,
-            session,
-            codec,
-            headers=dict(websocket.headers),
-            initial_connect=initial_connect,
-        )
+            return transport.close(exc.code, exc.reason)
+        handler = ClientHandler(self, session, codec, headers=websocket.headers, initial_connect=initial_connect)
         detach = getattr(transport, "detach", None)
-        if detach is not None:
-            # Our uvicorn WebSocket protocol lets the connection outlive this ASGI call: the
-            # session's handler task serves it from here on, and the framework's call stack
-            # (middleware, routing, this endpoint) is released instead of held per connection.
-            detach()
-            session.start(handler.serve)
-            return
-        await self.serve(session, handler.serve)
+        if detach is None:
+            return self.serve(session, handler.serve)
+        detach()
+        session.start(handler.serve)
+        return None
 
     # -- the tutorial API -------------------------------------------------------------
 
@@ -336,6 +339,53 @@ class Hub(Node):
         finally:
             session.close(NORMAL_CLOSURE, "")
             await session.wait_ended()
+
+
+def _add_websocket_route(
+    router: APIRouter,
+    path: str,
+    endpoint: Callable[[WebSocket], Awaitable[None]],
+    dependencies: Sequence[params.Depends] | None,
+) -> None:
+    """Serve ``endpoint`` at ``path``: as a FastAPI route when it has ``dependencies``, else as
+    a Starlette route whose ASGI app is :class:`_WebSocketApp` (no per-connection wrapping;
+    ``include_router`` keeps its prefix, and a :class:`WebSocketException` it raises reaches the
+    app's exception handlers through Starlette's ``ExceptionMiddleware``)."""
+    name = endpoint.__name__
+    if dependencies:
+        router.add_api_websocket_route(path, endpoint, name=name, dependencies=dependencies)
+    else:
+        router.routes.append(WebSocketRoute(path, _WebSocketApp(endpoint), name=name))
+
+
+class _WebSocketApp:
+    """The ASGI app of a hub WebSocket endpoint: ``endpoint(WebSocket(scope, receive, send))``
+    (returned, not awaited here: one coroutine less alive per connection)."""
+
+    __slots__ = ("endpoint",)
+
+    def __init__(self, endpoint: Callable[[WebSocket], Awaitable[None]]) -> None:
+        self.endpoint = endpoint
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        return self.endpoint(WebSocket(scope, receive, send))
+
+
+def _query_param(websocket: WebSocket, name: str) -> str | None:
+    """Query parameter ``name`` of ``websocket`` (without caching the parsed query on it)."""
+    query = websocket.scope.get("query_string", b"")
+    return QueryParams(query).get(name) if query else None
+
+
+def _choose_codec(websocket: WebSocket) -> tuple[str | None, ClientCodec]:
+    """The subprotocol to accept and the codec of a Centrifuge-protocol client (see
+    :meth:`Hub.websocket_endpoint`)."""
+    offered = [p for p in websocket.scope.get("subprotocols", ()) if p]
+    query = QueryParams(websocket.scope.get("query_string", b""))
+    asked = {query.get("cf_protocol"), query.get("format")}
+    if (PROTOBUF_SUBPROTOCOL in offered and JSON_SUBPROTOCOL not in offered) or "protobuf" in asked:
+        return (PROTOBUF_SUBPROTOCOL if PROTOBUF_SUBPROTOCOL in offered else None), _PROTOBUF
+    return (JSON_SUBPROTOCOL if JSON_SUBPROTOCOL in offered else None), _JSON
 
 
 def _validating(model: Any, func: OnRPC) -> OnRPC:

@@ -9,6 +9,8 @@ from collections.abc import Callable
 class TokenBucket:
     """Allows ``rate`` events per second on average and ``burst`` at once."""
 
+    __slots__ = ("_clock", "_stamp", "_tokens", "burst", "rate")  # one per connection and per IP
+
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.burst = float(burst)

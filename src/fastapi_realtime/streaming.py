@@ -83,7 +83,7 @@ class _StreamResponse(Response):
             session,
             codec,
             transport_name=self.transport_name,
-            headers=dict(self.request.headers),
+            headers=self.request.headers,
             initial_connect=orjson.dumps(self.connect).decode(),
         )
         try:
@@ -195,7 +195,7 @@ class _EmulatedResponse(Response):
             session,
             codec,
             transport_name=transport_name,
-            headers=dict(self.request.headers),
+            headers=self.request.headers,
             emulation_session=key,
         )
         hub.register_emulated(key, transport.put)

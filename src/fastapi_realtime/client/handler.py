@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -63,6 +64,12 @@ UNI_CONNECT_ERRORS: dict[int, DisconnectCode] = {
 """A unidirectional client cannot read an error reply: connect errors become close codes
 (anything else: 3501)."""
 
+ANONYMOUS = Credentials(user="")
+"""The credentials of an anonymous connection (immutable: one for all)."""
+
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+"""The headers of a handler made without any."""
+
 REPLY_TOO_LARGE = "reply over client_reply_max_bytes: ask for less (e.g. a history limit)"
 
 
@@ -75,6 +82,28 @@ class ClientHandler:
     it gets a ``connect`` push, pushes for its server-side subscriptions, and a ``disconnect``
     push before the close frame. ``clock`` (monotonic seconds) drives the command rate limit.
     """
+
+    __slots__ = (
+        "_bucket",
+        "_clock",
+        "_deadline",
+        "_initial_connect",
+        "_refusals",
+        "_server_refresh",
+        "codec",
+        "connected",
+        "credentials",
+        "emulation_session",
+        "headers",
+        "hooks",
+        "hub",
+        "session",
+        "settings",
+        "subscriptions",
+        "transport_name",
+        "unidirectional",
+        "verifier",
+    )  # one per connection
 
     def __init__(
         self,
@@ -100,13 +129,15 @@ class ClientHandler:
         self.hooks = hub.hooks
         self.verifier = hub.auth
         self.transport_name = transport_name
-        self.headers = dict(headers or {})
+        self.headers: Mapping[str, str] = NO_HEADERS if headers is None else headers
+        """The HTTP headers of the connection's request, as given (not copied): read only to
+        build the ``on_connect`` hook's ``ConnectContext.headers``."""
         self.connected = False
         self.credentials: Credentials | None = None
+        self._clock = clock
         self._bucket = TokenBucket(self.settings.client_command_rate, self.settings.client_command_burst, clock)
-        self._refusals = RefusalWindow(
-            self.settings.client_command_refusals, self.settings.client_command_refusals_window, clock
-        )
+        self._refusals: RefusalWindow | None = None
+        """Made at the first refused command (most connections never have one)."""
         self._deadline: asyncio.TimerHandle | None = None
         """Closes a stale connection before connect, expires or refreshes it after."""
         self._server_refresh = False
@@ -124,22 +155,36 @@ class ClientHandler:
             if self.unidirectional:
                 await self._serve_unidirectional()
                 return
-            while not self.session.closed:
-                frame = await self.session.receive()
-                try:
-                    commands = self.codec.decode(frame)
-                except Disconnect as exc:
-                    self.session.close(exc.code, exc.reason)
+            session = self.session
+            while not session.closed:
+                if not await self._handle_frame(await session.receive()):
                     return
-                for command in commands:
-                    await self.handle(command)
-                    if self.session.closed:
-                        return
         finally:
             self._cancel_timers()
 
+    async def _handle_frame(self, frame: Frame) -> bool:
+        """Run the commands of one client frame; False once the session is closed. (A method
+        of its own so that the frame and its commands are not kept while the next is awaited.)"""
+        try:
+            commands = self.codec.decode(frame)
+        except Disconnect as exc:
+            self.session.close(exc.code, exc.reason)
+            return False
+        for command in commands:
+            await self.handle(command)
+            if self.session.closed:
+                return False
+        return True
+
     async def _serve_unidirectional(self) -> None:
-        frame = self._initial_connect
+        if not await self._connect_unidirectional():
+            return
+        while True:  # a listener has nothing more to say; whatever it sends is ignored
+            await self.session.receive()
+
+    async def _connect_unidirectional(self) -> bool:
+        """Run the connect request of a unidirectional client; False when it was refused."""
+        frame, self._initial_connect = self._initial_connect, None
         if frame is None:
             frame = await self.session.receive()
         try:
@@ -153,15 +198,14 @@ class ClientHandler:
             await self._connect(0, command.request)
         except ReplyError as exc:
             self.session.close(UNI_CONNECT_ERRORS.get(exc.code, DisconnectCode.BAD_REQUEST), exc.message)
-            return
+            return False
         except Disconnect as exc:
             self.session.close(exc.code, exc.reason)
-            return
+            return False
         except ValueError:  # orjson.JSONDecodeError included
             self.session.close(DisconnectCode.BAD_REQUEST, "the first message must be a JSON connect request")
-            return
-        while True:  # a listener has nothing more to say; whatever it sends is ignored
-            await self.session.receive()
+            return False
+        return True
 
     def _close_if_stale(self) -> None:
         if not self.connected:
@@ -180,6 +224,11 @@ class ClientHandler:
                 session.close(DisconnectCode.BAD_REQUEST, "unexpected pong")
             return
         if not self._bucket.take():
+            if self._refusals is None:
+                settings = self.settings
+                self._refusals = RefusalWindow(
+                    settings.client_command_refusals, settings.client_command_refusals_window, self._clock
+                )
             if self._refusals.refuse():
                 session.close(DisconnectCode.TOO_MANY_REQUESTS)
             elif cmd.id:
@@ -271,7 +320,7 @@ class ClientHandler:
         if credentials is None:
             if not (self.settings.allow_anonymous or self.settings.insecure):
                 raise ReplyError(ErrorCode.UNAUTHORIZED)
-            credentials = Credentials(user="")
+            credentials = ANONYMOUS
         self.credentials = credentials
         conn_info = None if credentials.info is None else to_raw(credentials.info)
         self.hub.set_user(self.session, credentials.user, conn_info)

@@ -78,6 +78,18 @@ def cache_recovered(
 class Subscriptions:
     """Subscribes one session to channels on behalf of the protocol handler."""
 
+    __slots__ = (
+        "_connected",
+        "_connected_event",
+        "_expiry",
+        "codec",
+        "hooks",
+        "hub",
+        "session",
+        "settings",
+        "verifier",
+    )  # one per connection
+
     def __init__(
         self,
         hub: Node,
@@ -90,16 +102,21 @@ class Subscriptions:
         self.settings = hub.settings
         self.hooks = hub.hooks
         self.verifier = hub.auth
-        self._expiry: dict[str, asyncio.TimerHandle] = {}
-        self._connected = asyncio.Event()
+        self._expiry: dict[str, asyncio.TimerHandle] | None = None
+        """Subscription expiry timers by channel, made at the first one."""
+        self._connected = False
+        """The connect reply is queued (see :meth:`accept_server_subscriptions`)."""
+        self._connected_event: asyncio.Event | None = None
+        """Made only when a run-time server-side subscribe comes before the connect reply."""
         session.on_insufficient_state = self._insufficient_state
         session.on_server_subscribe = self._server_subscribe
 
     def close(self) -> None:
         """Cancel every subscription expiry timer."""
-        for timer in self._expiry.values():
-            timer.cancel()
-        self._expiry.clear()
+        expiry, self._expiry = self._expiry, None
+        if expiry is not None:
+            for timer in expiry.values():
+                timer.cancel()
 
     # -- client subscriptions ---------------------------------------------------------
 
@@ -289,13 +306,18 @@ class Subscriptions:
 
     def accept_server_subscriptions(self) -> None:
         """The connect reply is queued: run-time server-side subscriptions may follow it."""
-        self._connected.set()
+        self._connected = True
+        if self._connected_event is not None:
+            self._connected_event.set()
 
     def _server_subscribe(self, channel: str) -> None:
         self.session.start_task(self._push_subscribe(channel), name=f"server-subscribe-{channel}")
 
     async def _push_subscribe(self, channel: str) -> None:
-        await self._connected.wait()  # a subscribe push never precedes the connect reply
+        if not self._connected:  # a subscribe push never precedes the connect reply
+            if self._connected_event is None:
+                self._connected_event = asyncio.Event()
+            await self._connected_event.wait()
         results, positions = await self.join_server_side([channel], {})
         if channel in results:
             self.session.enqueue_reply(self.codec.subscribe(channel, results[channel]))
@@ -305,17 +327,20 @@ class Subscriptions:
 
     def _schedule_expiry(self, channel: str, ttl: int) -> None:
         self._cancel_expiry(channel)
+        if self._expiry is None:
+            self._expiry = {}
         self._expiry[channel] = asyncio.get_running_loop().call_later(
             ttl + self.settings.expired_close_delay, self._expire, channel
         )
 
     def _cancel_expiry(self, channel: str) -> None:
-        timer = self._expiry.pop(channel, None)
+        timer = self._expiry.pop(channel, None) if self._expiry is not None else None
         if timer is not None:
             timer.cancel()
 
     def _expire(self, channel: str) -> None:
-        self._expiry.pop(channel, None)
+        if self._expiry is not None:
+            self._expiry.pop(channel, None)
         self.hub.server_unsubscribe(self.session, channel, UnsubscribeCode.EXPIRED)
 
     def _insufficient_state(self, channel: str) -> None:

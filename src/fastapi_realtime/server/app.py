@@ -22,11 +22,17 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .admin import mount_admin
 from .config import ServerConfig
 from .hub import ServerHub
+
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+"""FastAPI's native OpenTelemetry bridge, off: otherwise every request and WebSocket asks the
+OpenTelemetry API whether providers are configured (reading ``os.environ``), though the server
+never configures any; its own metrics are ``/metrics``."""
 
 
 def create_app(config: ServerConfig) -> FastAPI:
@@ -53,7 +59,13 @@ def create_app(config: ServerConfig) -> FastAPI:
                 state["started"] = False
                 await stop_background()
 
-    app = FastAPI(title="fastapi-realtime", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="fastapi-realtime",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        telemetry=NO_TELEMETRY,
+    )
     app.state.hub = hub
     app.state.config = config
     app.state.background = []

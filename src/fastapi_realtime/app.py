@@ -278,7 +278,8 @@ class Hub(Node):
         detach = getattr(transport, "detach", None)
         if detach is None:
             return self.serve(session, handler.serve)
-        detach()
+        # The session's own pings (with a pong expected) tell a dead peer: no second timer.
+        detach(keepalive=not (codec.expects_pong and self.settings.ping_interval > 0))
         session.start(handler.serve)
         return None
 

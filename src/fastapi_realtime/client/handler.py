@@ -131,7 +131,7 @@ class ClientHandler:
         self.transport_name = transport_name
         self.headers: Mapping[str, str] = NO_HEADERS if headers is None else headers
         """The HTTP headers of the connection's request, as given (not copied): read only to
-        build the ``on_connect`` hook's ``ConnectContext.headers``."""
+        build the ``on_connect`` hook's ``ConnectContext.headers``, and let go once connected."""
         self.connected = False
         self.credentials: Credentials | None = None
         self._clock = clock
@@ -322,6 +322,7 @@ class ClientHandler:
                 raise ReplyError(ErrorCode.UNAUTHORIZED)
             credentials = ANONYMOUS
         self.credentials = credentials
+        self.headers = NO_HEADERS  # read only for the on_connect hook: not kept while connected
         conn_info = None if credentials.info is None else to_raw(credentials.info)
         self.hub.set_user(self.session, credentials.user, conn_info)
         self.connected = True

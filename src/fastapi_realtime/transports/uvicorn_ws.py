@@ -216,15 +216,20 @@ class RealtimeWebSocketProtocol(asyncio.Protocol):
         self._transport.write(last[1])
         return True
 
-    def detach(self) -> None:
+    def detach(self, *, keepalive: bool = True) -> None:
         """Let the connection outlive the ASGI call: when the app returns, the connection
         stays open (it is not closed with 1000) until it is closed through this object or
         by the peer, and the scope is let go. For an owner that serves the connection from a
         task of its own (the hub's protocol endpoint does), so that no framework call stack is
-        held per connection. Call it once the connection is accepted."""
+        held per connection. Call it once the connection is accepted.
+
+        ``keepalive=False`` stops the WebSocket-level pings (``ws_ping_interval``): for an
+        owner that checks the peer's liveness itself (the Centrifuge protocol's pings)."""
         if self._phase < _OPEN:
             raise RuntimeError("the WebSocket is not accepted yet")
         self._detached = True
+        if not keepalive:
+            self._stop_keepalive()
 
     def _write_slowly(self, frame: Frame) -> bool:
         out = self._out

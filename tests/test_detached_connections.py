@@ -16,6 +16,7 @@ from wsclient import ProtocolClient
 from fastapi_realtime import Hub, HubSettings
 from fastapi_realtime.transports.uvicorn_ws import RealtimeWebSocketProtocol
 
+
 @asynccontextmanager
 async def serving(settings: HubSettings, **config: object) -> AsyncIterator[tuple[Hub, RunningServer]]:
     hub = Hub(settings)

@@ -8,11 +8,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
 import pytest
 from fakes import FakeDirectTransport, FakeTransport
 
 from fastapi_realtime import DisconnectCode, Hub, HubSettings
-from fastapi_realtime.protocol.codecs import RawCodec
+from fastapi_realtime.protocol.codecs import CentrifugeCodec, RawCodec
 from fastapi_realtime.session import Session
 
 WAIT = 5.0
@@ -114,3 +115,19 @@ async def test_pings_run_on_a_timer_not_a_task(direct: bool) -> None:
         assert transport.messages()[:2] == ["ping", "ping"]
         session.close()
         await asyncio.wait_for(session.wait_ended(), WAIT)
+
+
+async def test_a_flood_is_batched_into_few_frames_on_a_direct_transport(hub: Hub) -> None:
+    """The first frame of a round goes at once; the rest of the round waits for the flush,
+    which batches it (Centrifuge JSON joins messages with newlines)."""
+    transport = FakeDirectTransport()
+    session = hub.open_session(transport, CentrifugeCodec(), user="u")
+    await hub.subscribe(session, "room")
+    session.finish_subscribe("room")
+    for i in range(40):
+        await hub.publish("room", i)  # no pause between: one round
+    messages = await transport.wait_sent(40, WAIT)
+    assert [orjson.loads(m)["push"]["pub"]["data"] for m in messages] == list(range(40))
+    assert len(transport.sent) <= 2
+    session.close()
+    await asyncio.wait_for(session.wait_ended(), WAIT)

@@ -21,6 +21,11 @@ completes even if nobody waits for it): its handler may finish the command it is
 its other tasks are cancelled, what was queued is flushed, the transport is closed, and the
 hub forgets the session; all within about ``shutdown_timeout``.
 
+On a :class:`DirectTransport` (our uvicorn WebSocket protocol) the first frame a session is
+handed in a round of the flusher is written at once with ``write_now``, without a queue or a
+coroutine; only what follows in the same round is queued and batched by the flush. A broadcast
+hands every subscriber the same frame object, so the transport frames it once.
+
 A session knows nothing of WebSockets: it drives a :class:`Transport`.
 """
 
@@ -74,8 +79,9 @@ class Transport(Protocol):
 
 class DirectTransport(Transport, Protocol):
     """A transport that can also take a frame without a coroutine (our uvicorn WebSocket
-    protocol). A session writes through :meth:`write_now` whenever nothing of its own is
-    waiting to be sent, so a delivery costs one call, not a queue round trip."""
+    protocol). The session's flush writes through :meth:`write_now`, so a delivery costs one
+    call, not a coroutine; a frame handed to many sessions (one broadcast, not batched with
+    anything else) is the same object for all of them, which lets the transport frame it once."""
 
     def write_now(self, frame: Frame) -> bool:
         """Write ``frame`` now and return True; return False, writing nothing, when the
@@ -87,20 +93,34 @@ class DirectTransport(Transport, Protocol):
 class Flusher:
     """Runs the pending flush of every session that queued frames, in one loop callback.
 
-    A fan-out to N sessions thus schedules one callback, not N; share one per hub.
+    A fan-out to N sessions thus schedules one callback, not N; share one per hub. Each run
+    ends a *round* (``round`` counts them): on a direct transport, the first frame a session
+    is handed in a round is written at once, and the rest of that round's frames wait for the
+    run, which batches them. So one message per round (a paced or windowed publisher) costs
+    one call per subscriber, and a flood still goes out in few, large frames.
     """
 
-    __slots__ = ("_dirty",)
+    __slots__ = ("_dirty", "_scheduled", "round")
 
     def __init__(self) -> None:
         self._dirty: list[Session] = []
+        self._scheduled = False
+        self.round = 0
 
     def mark(self, session: Session) -> None:
-        if not self._dirty:
-            asyncio.get_running_loop().call_soon(self._run)
+        """Flush ``session`` at the end of this round."""
         self._dirty.append(session)
+        self.end_round_soon()
+
+    def end_round_soon(self) -> None:
+        """Make sure this round ends (in one loop callback, shared by every session)."""
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._run)
 
     def _run(self) -> None:
+        self._scheduled = False
+        self.round += 1
         dirty, self._dirty = self._dirty, []
         for session in dirty:
             try:
@@ -210,6 +230,7 @@ class Session:
         "_writer",
         "_writer_busy",
         "_writing_stopped",
+        "_written_round",
         "any_frame_is_pong",
         "authenticated",
         "close_code",
@@ -255,9 +276,11 @@ class Session:
         """Called with a new expiry (Unix seconds, 0: never) when the server API refreshes it."""
         self._write_now: Callable[[Frame], bool] | None = getattr(transport, "write_now", None)
         """The transport's direct write (see :class:`DirectTransport`), if it has one."""
+        self._written_round = -1
+        """The flusher's round in which a frame was last written at once (see :class:`Flusher`)."""
         self._queue: deque[Frame] | None = None
-        """Frames waiting to be sent, in order; ``None`` while there are none (most of the time,
-        on a direct transport: a connection that keeps up never holds one)."""
+        """Frames waiting to be sent, in order; ``None`` while there are none (an idle
+        connection holds no deque)."""
         self._queued_bytes = 0
         """Bytes of live frames in the queue (replies are counted in ``_reply_bytes``)."""
         self._reply_bytes = 0
@@ -324,25 +347,13 @@ class Session:
         """
         if self._sealed:
             return False
-        if self._queue is None and self._write_directly(frame):
+        if self._queue is None and self._write_at_once(frame):
             return True
         if self._queued_bytes + len(frame) > self.settings.client_queue_max_bytes:
             self.close(DisconnectCode.SLOW)
             return False
         self._append(frame)
         return True
-
-    def _write_directly(self, frame: Frame) -> bool:
-        """Hand ``frame`` to a direct transport now, when nothing of this session waits to
-        be sent (so order is kept) and the transport takes it without waiting."""
-        write_now = self._write_now
-        if write_now is None or self._writer_busy or self._writing_stopped:
-            return False
-        try:
-            return write_now(frame)
-        except Exception as exc:
-            self._write_failed(exc)
-            return True  # the frame is dropped with the connection, as a queued one would be
 
     def enqueue_reply(self, frame: Frame) -> bool:
         """Queue the reply to one of the client's commands, in order with everything else.
@@ -354,7 +365,7 @@ class Session:
         """
         if self._sealed:
             return False
-        if self._queue is None and self._write_directly(frame):
+        if self._queue is None and self._write_at_once(frame):
             return True
         if self._replies_at is None:
             self._replies_at = deque()
@@ -362,6 +373,21 @@ class Session:
         self._reply_bytes += len(frame)
         self._append(frame, live=False)
         return True
+
+    def _write_at_once(self, frame: Frame) -> bool:
+        """Write ``frame`` through a direct transport now, if it is this session's first frame
+        of the flusher's round (later ones are batched by the flush), nothing of the session
+        waits to be sent (so order is kept) and the transport takes it without waiting."""
+        write_now, flusher = self._write_now, self._flusher
+        if write_now is None or self._written_round == flusher.round or self._writer_busy or self._writing_stopped:
+            return False
+        self._written_round = flusher.round
+        flusher.end_round_soon()
+        try:
+            return write_now(frame)
+        except Exception as exc:
+            self._write_failed(exc)
+            return True  # dropped with the connection, as a queued frame would be
 
     def _append(self, frame: Frame, *, live: bool = True) -> None:
         queue = self._queue
@@ -460,6 +486,9 @@ class Session:
             parts.append(nxt)
         if not queue:
             self._queue = None
+        # Several messages a round: this client is being flooded; the next round's first
+        # frame waits for the batch too (see _write_at_once), so a flood costs one write a round.
+        self._written_round = self._flusher.round
         return "\n".join(parts) if isinstance(first, str) else b"".join(parts)  # type: ignore[arg-type]
 
     def _clear_queue(self) -> None:

@@ -623,7 +623,9 @@ class RealtimeWebSocketProtocol(asyncio.Protocol):
         del response.headers["Date"]  # uvicorn's default headers carry the date
         response.headers.update(headers)
         self._response = None
-        if self._transport.is_closing():
+        if self._transport.is_closing():  # the peer left during the handshake
+            self._closing(ABNORMAL_CLOSURE, "")
+            self._phase = _CLOSED
             return
         self._conn.send_response(response)
         self._flush()

@@ -594,7 +594,9 @@ class RealtimeWebSocketProtocol(asyncio.Protocol):
             "raw_path": root_path.encode("ascii") + raw_path.encode("ascii"),
             "query_string": query_string.encode("ascii"),
             "headers": [
-                (name.lower().encode("ascii"), value.encode("latin-1")) for name, value in request.headers.raw_items()
+                # websockets >= 17 decodes header values with latin-1, older ones with surrogateescape
+                (name.lower().encode("ascii"), value.encode("latin-1", "surrogateescape"))
+                for name, value in request.headers.raw_items()
             ],
             "subprotocols": subprotocols,
             "state": self._app_state.copy(),

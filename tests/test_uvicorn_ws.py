@@ -169,6 +169,17 @@ async def test_denial_response(ws: Any, caplog: pytest.LogCaptureFixture) -> Non
 
 
 @pytest.mark.parametrize("ws", PROTOCOLS)
+async def test_app_failing_before_accept_is_500(ws: Any) -> None:
+    async def endpoint(websocket: WebSocket) -> None:
+        raise RuntimeError("the app failed before accepting")
+
+    async with running_server(ws_app(endpoint), ws=ws) as server:  # uvicorn logs the exception
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(f"{server.ws_url}/ws")
+    assert refused.value.response.status_code == 500
+
+
+@pytest.mark.parametrize("ws", PROTOCOLS)
 async def test_server_close_code_and_reason(ws: Any, caplog: pytest.LogCaptureFixture) -> None:
     async with serving(echo, caplog, ws=ws) as server, connect(f"{server.ws_url}/ws") as client:
         await client.send("close 4001 bye now")
@@ -367,6 +378,28 @@ async def test_direct_channel_receive_send_close(caplog: pytest.LogCaptureFixtur
         client2.sock.close()
         async with asyncio.timeout(WAIT):
             assert await seen.get() == 1006
+
+
+async def test_a_reader_cancelled_leaves_the_other_waiting_one_reading(caplog: pytest.LogCaptureFixture) -> None:
+    got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        channel = direct(websocket)
+        first = asyncio.create_task(channel.receive())
+        await asyncio.sleep(0)  # a yield, not a wait: ``first`` now waits for a message
+        second = asyncio.create_task(channel.receive())
+        await asyncio.sleep(0)  # ``second`` waits too, on the same wake-up
+        first.cancel()
+        await websocket.send_text("both waiting")
+        got.set_result(await second)
+        assert first.cancelled()
+
+    async with serving(endpoint, caplog) as server, connect(f"{server.ws_url}/ws") as client:
+        assert await client.recv() == "both waiting"
+        await client.send("for the second")
+        async with asyncio.timeout(WAIT):
+            assert await got == "for the second"
 
 
 async def test_direct_and_asgi_writes_keep_their_order(caplog: pytest.LogCaptureFixture) -> None:

@@ -612,7 +612,9 @@ class RealtimeWebSocketProtocol(asyncio.Protocol):
             "raw_path": root_path.encode("ascii") + raw_path.encode("ascii"),
             "query_string": query_string.encode("ascii"),
             "headers": [
-                (name.lower().encode("ascii"), value.encode("latin-1")) for name, value in request.headers.raw_items()
+                # websockets >= 17 decodes header values with latin-1, older ones with surrogateescape
+                (name.lower().encode("ascii"), value.encode("latin-1", "surrogateescape"))
+                for name, value in request.headers.raw_items()
             ],
             "subprotocols": subprotocols,
             "state": self._app_state.copy(),
@@ -641,7 +643,9 @@ class RealtimeWebSocketProtocol(asyncio.Protocol):
         del response.headers["Date"]  # uvicorn's default headers carry the date
         response.headers.update(headers)
         self._response = None
-        if self._transport.is_closing():
+        if self._transport.is_closing():  # the peer left during the handshake
+            self._closing(ABNORMAL_CLOSURE, "")
+            self._phase = _CLOSED
             return
         self._conn.send_response(response)
         self._flush()

@@ -15,7 +15,7 @@ import contextlib
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ..session import Frame, Transport, TransportClosed
-from .uvicorn_ws import EXTENSION
+from .uvicorn_ws import EXTENSION, RealtimeWebSocketProtocol
 
 ABNORMAL_CLOSURE = 1006
 
@@ -65,7 +65,7 @@ def websocket_transport(websocket: WebSocket) -> Transport:
     """The transport for ``websocket``, once accepted: the server's direct channel when the
     scope carries one (``scope["extensions"]["fastapi_realtime.websocket"]``), else a
     :class:`WebSocketTransport`."""
-    direct = websocket.scope.get("extensions", {}).get(EXTENSION)
-    if direct is not None:
-        return direct  # type: ignore[no-any-return]
+    direct = (websocket.scope.get("extensions") or {}).get(EXTENSION)
+    if isinstance(direct, RealtimeWebSocketProtocol):
+        return direct
     return WebSocketTransport(websocket)

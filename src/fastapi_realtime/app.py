@@ -368,8 +368,9 @@ def _choose_codec(websocket: WebSocket) -> tuple[str | None, ClientCodec]:
     """The subprotocol to accept and the codec of a Centrifuge-protocol client (see
     :meth:`Hub.websocket_endpoint`)."""
     offered = [p for p in websocket.scope.get("subprotocols", ()) if p]
-    query = QueryParams(websocket.scope.get("query_string", b""))
-    asked = {query.get("cf_protocol"), query.get("format")}
+    raw_query = websocket.scope.get("query_string", b"")
+    query = QueryParams(raw_query) if raw_query else None
+    asked = {query.get("cf_protocol"), query.get("format")} if query is not None else set()
     if (PROTOBUF_SUBPROTOCOL in offered and JSON_SUBPROTOCOL not in offered) or "protobuf" in asked:
         return (PROTOBUF_SUBPROTOCOL if PROTOBUF_SUBPROTOCOL in offered else None), _PROTOBUF
     return (JSON_SUBPROTOCOL if JSON_SUBPROTOCOL in offered else None), _JSON

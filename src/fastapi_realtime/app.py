@@ -131,7 +131,7 @@ class Hub(Node):
         """Whether ``conn`` (a WebSocket or an HTTP request) comes from an origin
         ``HubSettings.allowed_origins`` lets in (or the same origin); a refusal is logged as
         one WARNING line naming ``what`` was refused."""
-        origin, host = conn.headers.get("origin"), conn.headers.get("host")
+        origin, host = _header(conn, b"origin"), _header(conn, b"host")
         if self.origin_policy.allows(origin, host):
             return True
         client = conn.client
@@ -358,6 +358,15 @@ class _WebSocketApp:
         return self.endpoint(WebSocket(scope, receive, send))
 
 
+def _header(conn: HTTPConnection, name: bytes) -> str | None:
+    """The first ``name`` header of ``conn``, as ``conn.headers.get`` reads it (ASGI header names
+    are lowercase), but straight from the scope: no ``KeyError`` raised for a missing one."""
+    for key, value in conn.scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 def _query_param(websocket: WebSocket, name: str) -> str | None:
     """Query parameter ``name`` of ``websocket`` (without caching the parsed query on it)."""
     query = websocket.scope.get("query_string", b"")
@@ -386,4 +395,5 @@ def _validating(model: Any, func: OnRPC) -> OnRPC:
 def _client_ip(websocket: WebSocket) -> str | None:
     """The peer's IP as the ASGI server reports it (the proxy's, unless the server is told to
     trust its forwarded headers: uvicorn ``--proxy-headers --forwarded-allow-ips``)."""
-    return websocket.client.host if websocket.client is not None else None
+    client = websocket.scope.get("client")  # what ``websocket.client`` reads, without building it
+    return str(client[0]) if client else None

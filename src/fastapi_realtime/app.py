@@ -131,7 +131,7 @@ class Hub(Node):
         """Whether ``conn`` (a WebSocket or an HTTP request) comes from an origin
         ``HubSettings.allowed_origins`` lets in (or the same origin); a refusal is logged as
         one WARNING line naming ``what`` was refused."""
-        origin, host = conn.headers.get("origin"), conn.headers.get("host")
+        origin, host = _header(conn, b"origin"), _header(conn, b"host")
         if self.origin_policy.allows(origin, host):
             return True
         client = conn.client
@@ -372,6 +372,15 @@ class _WebSocketApp:
         return self.endpoint(WebSocket(scope, receive, send))
 
 
+def _header(conn: HTTPConnection, name: bytes) -> str | None:
+    """The first ``name`` header of ``conn``, as ``conn.headers.get`` reads it (ASGI header names
+    are lowercase), but straight from the scope: no ``KeyError`` raised for a missing one."""
+    for key, value in conn.scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 def _query_param(websocket: WebSocket, name: str) -> str | None:
     """Query parameter ``name`` of ``websocket`` (without caching the parsed query on it)."""
     query = websocket.scope.get("query_string", b"")
@@ -382,8 +391,9 @@ def _choose_codec(websocket: WebSocket) -> tuple[str | None, ClientCodec]:
     """The subprotocol to accept and the codec of a Centrifuge-protocol client (see
     :meth:`Hub.websocket_endpoint`)."""
     offered = [p for p in websocket.scope.get("subprotocols", ()) if p]
-    query = QueryParams(websocket.scope.get("query_string", b""))
-    asked = {query.get("cf_protocol"), query.get("format")}
+    raw_query = websocket.scope.get("query_string", b"")
+    query = QueryParams(raw_query) if raw_query else None
+    asked = {query.get("cf_protocol"), query.get("format")} if query is not None else set()
     if (PROTOBUF_SUBPROTOCOL in offered and JSON_SUBPROTOCOL not in offered) or "protobuf" in asked:
         return (PROTOBUF_SUBPROTOCOL if PROTOBUF_SUBPROTOCOL in offered else None), _PROTOBUF
     return (JSON_SUBPROTOCOL if JSON_SUBPROTOCOL in offered else None), _JSON
@@ -399,4 +409,5 @@ def _validating(model: Any, func: OnRPC) -> OnRPC:
 def _client_ip(websocket: WebSocket) -> str | None:
     """The peer's IP as the ASGI server reports it (the proxy's, unless the server is told to
     trust its forwarded headers: uvicorn ``--proxy-headers --forwarded-allow-ips``)."""
-    return websocket.client.host if websocket.client is not None else None
+    client = websocket.scope.get("client")  # what ``websocket.client`` reads, without building it
+    return str(client[0]) if client else None

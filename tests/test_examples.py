@@ -416,4 +416,3 @@ async def test_example_runs_with_python_dash_m(name: str) -> None:
         async with asyncio.timeout(TIMEOUT * 2):
             await proc.communicate()
     assert proc.returncode == 0
-

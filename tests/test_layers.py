@@ -16,7 +16,7 @@ LAYER = {
     "protocol": 0,
     "origins": 0, "logredact": 0, "observe": 0,
     "channels": 1, "settings": 1, "ratelimit": 1, "hooks": 1, "_version": 1, "permissions": 1, "limits": 1,
-    "exceptions": 1, "signals": 1,
+    "exceptions": 1, "signals": 1, "gctuning": 1,
     "session": 2, "brokers": 2, "connlog": 2,
     "hub": 3, "positions": 3,
     "client": 4, "transports": 4,

@@ -38,7 +38,7 @@ import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .protocol.codecs import Codec
 from .protocol.codes import DisconnectCode
@@ -77,6 +77,7 @@ class Transport(Protocol):
         ...
 
 
+@runtime_checkable
 class DirectTransport(Transport, Protocol):
     """A transport that can also take a frame without a coroutine (our uvicorn WebSocket
     protocol). The session's flush writes through :meth:`write_now`, so a delivery costs one

@@ -40,6 +40,7 @@ settings = HubSettings(
     shutdown_timeout=2.0,
 )
 
+
 def _broker() -> Broker:
     url = os.environ.get("REDIS_URL")
     if not url:

@@ -14,7 +14,7 @@ from ..protocol.codecs import CentrifugeCodec, Codec
 from ..protocol.messages import Publication
 from ..session import Session, Transport
 from .logs import bind_session
-from .metrics import CountingTransport, Metrics
+from .metrics import Metrics, counting
 
 
 def transport_name(codec: Codec) -> str:
@@ -35,9 +35,7 @@ class ServerHub(Hub):
 
     def open_session(self, transport: Transport, codec: Codec, **options: Any) -> Session:
         name = transport_name(codec)
-        counted = CountingTransport(
-            transport, self.metrics.frames_received.labels(name), self.metrics.frames_sent.labels(name)
-        )
+        counted = counting(transport, self.metrics.frames(name))
         session = super().open_session(counted, codec, **options)
         bind_session(session)
         return session

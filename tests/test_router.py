@@ -136,3 +136,25 @@ async def test_the_connect_hook_still_sees_the_request_headers(caplog: pytest.Lo
             await ws.send(orjson.dumps({"id": 1, "connect": {"headers": {"x-extra": "1"}}}).decode())
             assert orjson.loads(await ws.recv())["connect"]
     assert seen[0]["x-team"] == "blue" and seen[0]["x-extra"] == "1" and seen[0]["host"]
+
+
+async def test_app_dependencies_are_named_in_one_warning_as_not_running_on_the_endpoint(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[str] = []
+
+    async def audit(websocket: WebSocket) -> None:
+        calls.append(websocket.url.path)
+
+    hub = Hub(HubSettings(allow_anonymous=True))
+    app = FastAPI(lifespan=hub.lifespan, dependencies=[Depends(audit)])
+    app.include_router(hub.router())
+    async with running_server_logging_no_errors(app, caplog) as server:
+        for _ in range(2):
+            assert (await connect_reply(server.ws_url + "/connection/websocket"))["connect"]
+    assert calls == []
+    warnings = [r.getMessage() for r in caplog.records if "dependencies do not run" in r.getMessage()]
+    assert warnings == [
+        "the app's dependencies do not run on hub.router()'s WebSocket endpoints (/connection/websocket); "
+        "to run them before each connection, pass them as hub.router(dependencies=[...])"
+    ]

@@ -193,7 +193,8 @@ class Hub(Node):
         The two WebSocket endpoints are plain Starlette routes: a connection skips FastAPI's
         dependency solving and its two ``AsyncExitStack`` objects, so FastAPI dependencies of the
         app or of ``include_router(..., dependencies=...)`` do not run on them (the hub checks
-        the origin itself, and authenticates in the connect command). ``dependencies``: run these
+        the origin itself, and authenticates in the connect command; app dependencies are named
+        in one WARNING line at the first connection). ``dependencies``: run these
         before each WebSocket connection is served (they are then FastAPI routes); the HTTP
         endpoints are FastAPI routes in any case."""
         router = APIRouter()
@@ -363,13 +364,29 @@ class _WebSocketApp:
     """The ASGI app of a hub WebSocket endpoint: ``endpoint(WebSocket(scope, receive, send))``
     (returned, not awaited here: one coroutine less alive per connection)."""
 
-    __slots__ = ("endpoint",)
+    __slots__ = ("_checked", "endpoint")
 
     def __init__(self, endpoint: Callable[[WebSocket], Awaitable[None]]) -> None:
         self.endpoint = endpoint
+        self._checked = False
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if not self._checked:
+            self._checked = True
+            _warn_if_app_dependencies(scope)
         return self.endpoint(WebSocket(scope, receive, send))
+
+
+def _warn_if_app_dependencies(scope: Scope) -> None:
+    """Once per endpoint: say so when the app declares dependencies (``FastAPI(dependencies=...)``),
+    which do not run on ``hub.router()``'s plain WebSocket routes."""
+    router = getattr(scope.get("app"), "router", None)
+    if getattr(router, "dependencies", None):
+        log.warning(
+            "the app's dependencies do not run on hub.router()'s WebSocket endpoints (%s); "
+            "to run them before each connection, pass them as hub.router(dependencies=[...])",
+            scope.get("path", "?"),
+        )
 
 
 def _header(conn: HTTPConnection, name: bytes) -> str | None:

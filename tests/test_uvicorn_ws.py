@@ -418,19 +418,30 @@ async def test_direct_and_asgi_writes_keep_their_order(caplog: pytest.LogCapture
     assert received == ["1 asgi", "2 direct", b"3 direct", b"4 asgi", "5 direct"]
 
 
-async def test_write_now_frames_a_broadcast_once(caplog: pytest.LogCaptureFixture) -> None:
-    channels: asyncio.Queue[RealtimeWebSocketProtocol] = asyncio.Queue()
-    done = asyncio.Event()
+class HeldChannels:
+    """An endpoint that accepts, hands the test its direct channel and stays open until
+    :attr:`done` is set."""
 
-    async def endpoint(websocket: WebSocket) -> None:
+    def __init__(self) -> None:
+        self.channels: asyncio.Queue[RealtimeWebSocketProtocol] = asyncio.Queue()
+        self.done = asyncio.Event()
+
+    async def endpoint(self, websocket: WebSocket) -> None:
         await websocket.accept()
-        await channels.put(direct(websocket))
-        await done.wait()
+        await self.channels.put(direct(websocket))
+        await self.done.wait()
 
-    async with serving(endpoint, caplog, ws_per_message_deflate=False) as server:
+    async def take(self, count: int) -> list[RealtimeWebSocketProtocol]:
+        """The direct channels of the next ``count`` connections."""
+        async with asyncio.timeout(WAIT):
+            return [await self.channels.get() for _ in range(count)]
+
+
+async def test_write_now_frames_a_broadcast_once(caplog: pytest.LogCaptureFixture) -> None:
+    held = HeldChannels()
+    async with serving(held.endpoint, caplog, ws_per_message_deflate=False) as server:
         async with connect(f"{server.ws_url}/ws") as one, connect(f"{server.ws_url}/ws") as two:
-            async with asyncio.timeout(WAIT):
-                first, second = await channels.get(), await channels.get()
+            first, second = await held.take(2)
             frame = "".join(["one ", "broadcast"])  # a fresh object
             assert first.write_now(frame)
             wire = uvicorn_ws._last[1]
@@ -442,24 +453,16 @@ async def test_write_now_frames_a_broadcast_once(caplog: pytest.LogCaptureFixtur
             assert first.write_now(binary)
             assert second.write_now(binary)
             assert await one.recv() == await two.recv() == binary
-            done.set()
+            held.done.set()
 
 
 async def test_write_now_with_permessage_deflate(caplog: pytest.LogCaptureFixture) -> None:
-    channels: asyncio.Queue[RealtimeWebSocketProtocol] = asyncio.Queue()
-    done = asyncio.Event()
-
-    async def endpoint(websocket: WebSocket) -> None:
-        await websocket.accept()
-        await channels.put(direct(websocket))
-        await done.wait()
-
-    async with serving(endpoint, caplog, ws_per_message_deflate=True) as server:
+    held = HeldChannels()
+    async with serving(held.endpoint, caplog, ws_per_message_deflate=True) as server:
         async with connect(f"{server.ws_url}/ws") as plain, connect(f"{server.ws_url}/ws", compression=None) as raw:
             assert plain.protocol.extensions  # deflate was negotiated with this one
             assert not raw.protocol.extensions
-            async with asyncio.timeout(WAIT):
-                compressed, uncompressed = await channels.get(), await channels.get()
+            compressed, uncompressed = await held.take(2)
             frame = "compressible " * 100
             for _ in range(3):  # per connection, with its compression context
                 assert compressed.write_now(frame)
@@ -467,7 +470,7 @@ async def test_write_now_with_permessage_deflate(caplog: pytest.LogCaptureFixtur
             for _ in range(3):
                 assert await plain.recv() == frame
                 assert await raw.recv() == frame
-            done.set()
+            held.done.set()
 
 
 async def test_paused_writing_then_send_resumes_in_order(caplog: pytest.LogCaptureFixture) -> None:

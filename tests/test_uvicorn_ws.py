@@ -456,6 +456,33 @@ async def test_write_now_frames_a_broadcast_once(caplog: pytest.LogCaptureFixtur
             held.done.set()
 
 
+async def test_write_now_frames_each_of_a_few_frames_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round that gives every connection the same three frames, one after the other,
+    frames each of them once (not once per connection, as a one-frame cache would)."""
+    framed: list[object] = []
+    wire = uvicorn_ws._wire
+
+    def counting_wire(frame: str | bytes) -> bytes:
+        framed.append(frame)
+        return wire(frame)
+
+    monkeypatch.setattr(uvicorn_ws, "_wire", counting_wire)
+    held = HeldChannels()
+    async with serving(held.endpoint, caplog, ws_per_message_deflate=False) as server:
+        async with connect(f"{server.ws_url}/ws") as one, connect(f"{server.ws_url}/ws") as two:
+            channels = await held.take(2)
+            frames = ["".join(["message ", str(i)]) for i in range(3)]  # fresh objects
+            for channel in channels:
+                for frame in frames:
+                    assert channel.write_now(frame)
+            for client in (one, two):
+                assert [await client.recv() for _ in frames] == frames
+            assert len(framed) == len(frames)
+            held.done.set()
+
+
 async def test_write_now_with_permessage_deflate(caplog: pytest.LogCaptureFixture) -> None:
     held = HeldChannels()
     async with serving(held.endpoint, caplog, ws_per_message_deflate=True) as server:

@@ -659,8 +659,13 @@ class Node:
                 if base is not None and len(base) <= limit and len(pub.data) <= limit:
                     pub = dataclasses.replace(pub, delta_base=base)
                 state.last_data = pub.data
-            for session in state.sessions:
-                session.deliver(channel, pub)
+            held = self._flusher.hold_writes()
+            try:
+                for session in state.sessions:
+                    session.deliver(channel, pub)
+            finally:
+                if held:
+                    self._flusher.release_writes()
 
     def on_join(self, channel: str, info: ClientInfo) -> None:
         self._deliver_join(channel, info, leave=False)

@@ -101,26 +101,56 @@ class Flusher:
     one call per subscriber, and a flood still goes out in few, large frames.
     """
 
-    __slots__ = ("_dirty", "_scheduled", "round")
+    __slots__ = ("_dirty", "_held", "holding", "round", "scheduled")
 
     def __init__(self) -> None:
         self._dirty: list[Session] = []
-        self._scheduled = False
+        self.scheduled = False
         self.round = 0
+        self.holding = False
+        """Between :meth:`hold_writes` and :meth:`release_writes`: direct writes wait."""
+        self._held: list[tuple[Session, Callable[[Frame], bool], Frame]] = []
+
+    def hold_writes(self) -> bool:
+        """Hold the frames sessions would write at once until :meth:`release_writes`, which
+        writes them one after the other, in the order they were handed over. Returns False
+        (and holds nothing more) when writes are already held: only the caller that got True
+        releases them.
+
+        For a fan-out: deciding what each subscriber gets, then writing it, in two tight
+        loops, costs less CPU than alternating the two (each socket write evicts the caches
+        the next decision needs). Call both within one loop callback, so that nothing else
+        runs in between and no session's order changes."""
+        if self.holding:
+            return False
+        self.holding = True
+        return True
+
+    def release_writes(self) -> None:
+        """Write what :meth:`hold_writes` held."""
+        self.holding = False
+        held, self._held = self._held, []
+        for session, write_now, frame in held:
+            try:
+                if not write_now(frame):
+                    session._write_later(frame)
+            except Exception as exc:
+                session._write_failed(exc)
 
     def mark(self, session: Session) -> None:
         """Flush ``session`` at the end of this round."""
         self._dirty.append(session)
-        self.end_round_soon()
+        if not self.scheduled:
+            self.end_round_soon()
 
     def end_round_soon(self) -> None:
         """Make sure this round ends (in one loop callback, shared by every session)."""
-        if not self._scheduled:
-            self._scheduled = True
+        if not self.scheduled:
+            self.scheduled = True
             asyncio.get_running_loop().call_soon(self._run)
 
     def _run(self) -> None:
-        self._scheduled = False
+        self.scheduled = False
         self.round += 1
         dirty, self._dirty = self._dirty, []
         for session in dirty:
@@ -348,7 +378,7 @@ class Session:
         """
         if self._sealed:
             return False
-        if self._queue is None and self._write_at_once(frame):
+        if self._queue is None and self._written_round != self._flusher.round and self._write_at_once(frame):
             return True
         if self._queued_bytes + len(frame) > self.settings.client_queue_max_bytes:
             self.close(DisconnectCode.SLOW)
@@ -383,7 +413,11 @@ class Session:
         if write_now is None or self._written_round == flusher.round or self._writer_busy or self._writing_stopped:
             return False
         self._written_round = flusher.round
-        flusher.end_round_soon()
+        if not flusher.scheduled:
+            flusher.end_round_soon()
+        if flusher.holding:
+            flusher._held.append((self, write_now, frame))
+            return True
         try:
             return write_now(frame)
         except Exception as exc:
@@ -426,7 +460,7 @@ class Session:
                 frame = self.codec.delta_publication(channel, pub, prev is not None and base == prev)
                 sub.delta_prev = pub.data
             else:
-                frame = self.codec.publication(channel, pub)
+                frame = pub.encoded.get(self.codec.name) or self.codec.publication(channel, pub)
         except Disconnect as exc:  # binary data for a JSON client: 3506 for this client only
             self.close(exc.code, exc.reason)
             return
@@ -545,6 +579,14 @@ class Session:
             self._suspended_send = _Resume(send, waiting_on)
             self._start_writer()
             return
+
+    def _write_later(self, frame: Frame) -> None:
+        """The direct transport did not take ``frame``, held while later frames were queued:
+        the writer sends it before them."""
+        if self._writing_stopped or self._writer_busy:
+            return
+        self._pending_frame = frame
+        self._start_writer()
 
     def _start_writer(self) -> None:
         self._writer_busy = True  # from now on the queue is the writer's

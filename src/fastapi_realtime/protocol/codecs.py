@@ -47,7 +47,11 @@ class Codec(Protocol):
     expects_pong: bool
     """The peer must answer pings (else the session closes with 3012)."""
 
-    def publication(self, channel: str, pub: Publication) -> str | bytes: ...
+    def publication(self, channel: str, pub: Publication) -> str | bytes:
+        """The frame for ``pub``, built once per publication and cached as
+        ``pub.encoded[self.name]`` (the fan-out reads that cache before calling this)."""
+        ...
+
     def delta_publication(self, channel: str, pub: Publication, use_delta: bool) -> str | bytes:
         """``pub`` for a subscription with delta compression: a delta against
         ``pub.delta_base`` when ``use_delta`` (the client holds that base) and a delta is worth

@@ -85,8 +85,16 @@ NO_STATUS = 1005
 ABNORMAL_CLOSURE = 1006
 
 _last: tuple[object, bytes] = (None, b"")
-"""The last frame written by :meth:`RealtimeWebSocketProtocol.write_now` and its wire bytes.
-One tuple, replaced as a whole: a reader sees a matching pair from any thread."""
+"""The last frame framed by :func:`_framed` and its wire bytes. One tuple, replaced as a whole:
+a reader sees a matching pair from any thread."""
+
+_recent: dict[int, tuple[object, bytes]] = {}
+"""The last few frames framed, by ``id``, each with its wire bytes (the entry keeps the frame
+alive, so an ``id`` is not reused while it is in here)."""
+
+RECENT_FRAMES = 16
+"""How many frames :data:`_recent` keeps: a round that gives every subscriber the same few
+frames (several publications, one frame each) frames each of them once."""
 
 
 def _wire(frame: Frame) -> bytes:
@@ -94,6 +102,18 @@ def _wire(frame: Frame) -> bytes:
     if isinstance(frame, str):
         return WireFrame(_TEXT, frame.encode()).serialize(mask=False)
     return WireFrame(_BINARY, frame).serialize(mask=False)
+
+
+def _framed(frame: Frame) -> bytes:
+    """The wire bytes of ``frame``, framed once while it is among the last few written."""
+    global _last
+    entry = _recent.get(id(frame))
+    if entry is None or entry[0] is not frame:
+        if len(_recent) >= RECENT_FRAMES:
+            _recent.clear()
+        entry = _recent[id(frame)] = (frame, _wire(frame))
+    _last = entry
+    return entry[1]
 
 
 def _status_phrase(status: int) -> str:
@@ -205,15 +225,12 @@ class RealtimeWebSocketProtocol(asyncio.Protocol):
         ``await send(frame)``). Raises :class:`TransportClosed` (1006) once the connection is
         closing or closed, and ``RuntimeError`` before it is accepted.
 
-        The wire bytes of the last frame object written are kept: writing the same object to
-        many connections (one broadcast) frames it once."""
+        The wire bytes of the last few frame objects written are kept: writing the same
+        objects to many connections (a broadcast) frames each of them once."""
         if self._out:
             return self._write_slowly(frame)
-        global _last
         last = _last
-        if last[0] is not frame:
-            last = _last = (frame, _wire(frame))
-        self._transport.write(last[1])
+        self._transport.write(last[1] if last[0] is frame else _framed(frame))
         return True
 
     def detach(self, *, keepalive: bool = True) -> None:
@@ -253,7 +270,7 @@ class RealtimeWebSocketProtocol(asyncio.Protocol):
             self._flush()
             return
         last = _last
-        self._transport.write(last[1] if last[0] is frame else _wire(frame))
+        self._transport.write(last[1] if last[0] is frame else _framed(frame))
 
     async def send(self, frame: Frame) -> None:
         """Write ``frame``, first waiting while the transport is paused for writing. Raises

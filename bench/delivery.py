@@ -4,7 +4,9 @@ For every N (default 1000, 5000) and every server it starts a fresh server on 12
 one core (``taskset -c 0``), connects N subscribers from ``delivery.mjs`` pinned to another core
 (``taskset -c 1``) and measures, in one run per (server, N):
 
-* ``connect s``: time for N clients to connect and subscribe (100 at a time).
+* ``connect s``: time for N clients to connect and subscribe (100 at a time); ``us/conn``: the
+  server's CPU (user + system) per connection meanwhile, ``gen%``: the load generator's CPU
+  meanwhile (near 100: the client, not the server, sets the pace).
 * ``bcast p50/p99 ms``: one publication to N idle subscribers, until the last one got it,
   repeated ``--broadcasts`` times (100 ms apart).
 * ``windowed del/s``: the publisher keeps at most ``--window`` messages in flight and publishes
@@ -108,6 +110,10 @@ class Row:
     server: str
     subscribers: int
     connect_seconds: float = 0.0
+    connect_server_seconds: float | None = None
+    """Server CPU (user + system) while the N clients connected and subscribed."""
+    connect_gen_percent: float | None = None
+    """Load generator CPU while the N clients connected, % of its core."""
     rss_per_connection_kib: float = 0.0
     phases: dict[str, dict[str, Any]] = field(default_factory=dict)
     cpu: dict[str, float | None] = field(default_factory=dict)
@@ -126,7 +132,7 @@ class Row:
         used, phase = self.cpu.get("windowed_loadgen_total"), self.phases.get("windowed")
         if used is None or not phase:
             return None
-        return 100 * used / ((phase["end_ms"] - phase["start_ms"]) / 1000)
+        return 100 * used / ((float(phase["end_ms"]) - float(phase["start_ms"])) / 1000)
 
 
 @contextlib.asynccontextmanager
@@ -187,6 +193,11 @@ async def run_one(opts: Options, server: str, n: int) -> Row:
         try:
             connected = await next_record(gen, opts.deadline)
             row.connect_seconds = float(connected["connect_seconds"])
+            await asyncio.sleep(0.2)  # let the samples pass the window's end
+            sampler.sample()
+            start, end = connected["start_ms"] / 1000, connected["end_ms"] / 1000
+            row.connect_server_seconds = sampler.seconds("server", start, end)
+            row.connect_gen_percent = sampler.percent_of_core("loadgen", start, end)
             await asyncio.sleep(opts.idle_seconds)
             row.rss_per_connection_kib = (rss_kib(srv.pid) - rss_before) / n
             profiler = await start_profiler(opts, server, n, srv.pid)
@@ -240,7 +251,7 @@ def quantile(values: Sequence[float], q: float) -> float | None:
 def table(rows: Sequence[Row]) -> str:
     """The side-by-side table, one line per (N, server)."""
     head = (
-        f"{'server':<11}{'N':>6}{'connect s':>10}{'bcast p50/p99 ms':>18}{'windowed del/s':>15}"
+        f"{'server':<11}{'N':>6}{'connect s':>10}{'us/conn gen%':>14}{'bcast p50/p99 ms':>18}{'windowed del/s':>15}"
         f"{'usr/sys us/del':>16}{'total us':>9}{'paced p50/p99 ms':>18}{'lost':>6}{'RSS/conn KiB':>13}{'gen%':>6}"
     )
     lines = [head, "-" * len(head)]
@@ -251,9 +262,11 @@ def table(rows: Sequence[Row]) -> str:
         lat = paced.get("latencies_ms", {})
         lost = sum(int(p.get("expected", 0)) - int(p.get("deliveries", 0)) for p in (win, paced) if "expected" in p)
         gen = r.gen_percent()
+        conn_us = None if r.connect_server_seconds is None else 1e6 * r.connect_server_seconds / r.subscribers
         flag = " !gen" if gen is not None and gen > LOADGEN_SATURATED_PERCENT else ""
         lines.append(
             f"{r.server:<11}{r.subscribers:>6}{r.connect_seconds:>10.2f}"
+            f"{fmt(conn_us, '.0f') + ' ' + fmt(r.connect_gen_percent, '.0f'):>14}"
             f"{fmt(quantile(bcast, 0.5), '.1f') + ' / ' + fmt(quantile(bcast, 0.99), '.1f'):>18}"
             f"{fmt(win.get('per_second'), ',.0f'):>15}"
             f"{fmt(r.per_delivery_us('user'), '.2f') + ' / ' + fmt(r.per_delivery_us('system'), '.2f'):>16}"

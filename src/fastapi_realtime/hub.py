@@ -659,13 +659,8 @@ class Node:
                 if base is not None and len(base) <= limit and len(pub.data) <= limit:
                     pub = dataclasses.replace(pub, delta_base=base)
                 state.last_data = pub.data
-            held = self._flusher.hold_writes()
-            try:
-                for session in state.sessions:
-                    session.deliver(channel, pub)
-            finally:
-                if held:
-                    self._flusher.release_writes()
+            for session in state.sessions:
+                session.deliver(channel, pub)
 
     def on_join(self, channel: str, info: ClientInfo) -> None:
         self._deliver_join(channel, info, leave=False)

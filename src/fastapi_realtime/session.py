@@ -101,41 +101,12 @@ class Flusher:
     one call per subscriber, and a flood still goes out in few, large frames.
     """
 
-    __slots__ = ("_dirty", "_held", "holding", "round", "scheduled")
+    __slots__ = ("_dirty", "round", "scheduled")
 
     def __init__(self) -> None:
         self._dirty: list[Session] = []
         self.scheduled = False
         self.round = 0
-        self.holding = False
-        """Between :meth:`hold_writes` and :meth:`release_writes`: direct writes wait."""
-        self._held: list[tuple[Session, Callable[[Frame], bool], Frame]] = []
-
-    def hold_writes(self) -> bool:
-        """Hold the frames sessions would write at once until :meth:`release_writes`, which
-        writes them one after the other, in the order they were handed over. Returns False
-        (and holds nothing more) when writes are already held: only the caller that got True
-        releases them.
-
-        For a fan-out: deciding what each subscriber gets, then writing it, in two tight
-        loops, costs less CPU than alternating the two (each socket write evicts the caches
-        the next decision needs). Call both within one loop callback, so that nothing else
-        runs in between and no session's order changes."""
-        if self.holding:
-            return False
-        self.holding = True
-        return True
-
-    def release_writes(self) -> None:
-        """Write what :meth:`hold_writes` held."""
-        self.holding = False
-        held, self._held = self._held, []
-        for session, write_now, frame in held:
-            try:
-                if not write_now(frame):
-                    session._write_later(frame)
-            except Exception as exc:
-                session._write_failed(exc)
 
     def mark(self, session: Session) -> None:
         """Flush ``session`` at the end of this round."""
@@ -415,9 +386,6 @@ class Session:
         self._written_round = flusher.round
         if not flusher.scheduled:
             flusher.end_round_soon()
-        if flusher.holding:
-            flusher._held.append((self, write_now, frame))
-            return True
         try:
             return write_now(frame)
         except Exception as exc:
@@ -579,14 +547,6 @@ class Session:
             self._suspended_send = _Resume(send, waiting_on)
             self._start_writer()
             return
-
-    def _write_later(self, frame: Frame) -> None:
-        """The direct transport did not take ``frame``, held while later frames were queued:
-        the writer sends it before them."""
-        if self._writing_stopped or self._writer_busy:
-            return
-        self._pending_frame = frame
-        self._start_writer()
 
     def _start_writer(self) -> None:
         self._writer_busy = True  # from now on the queue is the writer's

@@ -468,12 +468,14 @@ async def test_write_now_frames_each_of_a_few_frames_once(
         framed.append(frame)
         return wire(frame)
 
-    monkeypatch.setattr(uvicorn_ws, "_wire", counting_wire)
     held = HeldChannels()
     async with serving(held.endpoint, caplog, ws_per_message_deflate=False) as server:
         async with connect(f"{server.ws_url}/ws") as one, connect(f"{server.ws_url}/ws") as two:
             channels = await held.take(2)
             frames = ["".join(["message ", str(i)]) for i in range(3)]  # fresh objects
+            for i in range(uvicorn_ws.RECENT_FRAMES - 1):  # fills up while the three go in
+                uvicorn_ws._framed(f"earlier {i}")
+            monkeypatch.setattr(uvicorn_ws, "_wire", counting_wire)
             for channel in channels:
                 for frame in frames:
                     assert channel.write_now(frame)

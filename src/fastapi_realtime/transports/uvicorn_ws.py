@@ -110,7 +110,7 @@ def _framed(frame: Frame) -> bytes:
     entry = _recent.get(id(frame))
     if entry is None or entry[0] is not frame:
         if len(_recent) >= RECENT_FRAMES:
-            _recent.clear()
+            del _recent[next(iter(_recent))]  # the oldest
         entry = _recent[id(frame)] = (frame, _wire(frame))
     _last = entry
     return entry[1]

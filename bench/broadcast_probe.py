@@ -443,11 +443,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds one socket read may wait")
     fanout.add_machine_arguments(parser)
     ns = parser.parse_args(argv)
-    servers = tuple(s for s in ns.servers.split(",") if s)
-    if unknown := set(servers) - set(SERVERS):
-        parser.error(f"unknown server(s): {', '.join(sorted(unknown))}")
     return Options(
-        servers=servers,
+        servers=delivery.parse_servers(parser, ns.servers),
         subscribers=tuple(int(s) for s in ns.subscribers.split(",")),
         broadcasts=ns.broadcasts,
         payload_bytes=ns.payload_bytes,
@@ -463,11 +460,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 
 async def main(opts: Options) -> list[Row]:
     """Run every (N, server) pair and print the table."""
-    shared = fanout.parse_args([
-        "--servers", "baseline", "--ws", opts.ws, "--python", opts.python, "--node", opts.node,
-        "--server-cpu", str(opts.server_cpu), "--client-cpu", str(opts.client_cpu),
-    ])  # fmt: skip
-    fanout.check_prerequisites(shared)
+    shared = delivery.checked_machine(opts)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     print(fanout.versions(shared).split("\n")[0], flush=True)

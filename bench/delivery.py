@@ -47,7 +47,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import fanout
 from fanout import fmt
@@ -277,6 +277,14 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def parse_servers(parser: argparse.ArgumentParser, text: str) -> tuple[str, ...]:
+    """``--servers``: names of :data:`SERVERS`, comma-separated (an unknown one is an error)."""
+    servers = tuple(s for s in text.split(",") if s)
+    if unknown := set(servers) - set(SERVERS):
+        parser.error(f"unknown server(s): {', '.join(sorted(unknown))}")
+    return servers
+
+
 def parse_args(argv: Sequence[str] | None = None) -> Options:
     """Read the command line into :class:`Options`."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
@@ -302,11 +310,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         " use with --phases windowed",
     )
     ns = parser.parse_args(argv)
-    servers = tuple(s for s in ns.servers.split(",") if s)
-    if unknown := set(servers) - set(SERVERS):
-        parser.error(f"unknown server(s): {', '.join(sorted(unknown))}")
     return Options(
-        servers=servers,
+        servers=parse_servers(parser, ns.servers),
         subscribers=tuple(int(s) for s in ns.subscribers.split(",")),
         broadcasts=ns.broadcasts,
         window=ns.window,
@@ -325,13 +330,35 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
 
 
-async def main(opts: Options) -> list[Row]:
-    """Run every (N, server) pair and print the table."""
+class MachineOptions(Protocol):
+    """The options that say how servers run on this machine (``fanout.add_machine_arguments``)."""
+
+    @property
+    def ws(self) -> str: ...
+    @property
+    def python(self) -> str: ...
+    @property
+    def node(self) -> str: ...
+    @property
+    def server_cpu(self) -> int: ...
+    @property
+    def client_cpu(self) -> int: ...
+
+
+def checked_machine(opts: MachineOptions) -> fanout.Options:
+    """``fanout``'s options for the machine ``opts`` describe, once its prerequisites (Node.js
+    packages, interpreters, cores) are checked; they also print the versions."""
     shared = fanout.parse_args([
         "--servers", "baseline", "--ws", opts.ws, "--python", opts.python, "--node", opts.node,
         "--server-cpu", str(opts.server_cpu), "--client-cpu", str(opts.client_cpu),
     ])  # fmt: skip
     fanout.check_prerequisites(shared)
+    return shared
+
+
+async def main(opts: Options) -> list[Row]:
+    """Run every (N, server) pair and print the table."""
+    shared = checked_machine(opts)
     if opts.profile:
         os.makedirs(opts.profile, exist_ok=True)
     print(fanout.versions(shared), flush=True)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -580,3 +582,30 @@ async def test_served_by_uvicorn_config(http: str, caplog: pytest.LogCaptureFixt
 
 def test_ws_option_overrides_the_protocol() -> None:
     assert uvicorn_config(ws_app(echo), ws="websockets-sansio").ws == "websockets-sansio"
+
+
+def test_frames_are_framed_right_from_many_threads() -> None:
+    """The frame cache is shared by the event loops of all threads: framing from several
+    threads at once, with the cache full and evicting, neither raises nor mixes frames up."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    errors: list[BaseException] = []
+
+    def frame_many(worker: int) -> None:
+        try:
+            for i in range(20_000):
+                frame = f"{worker}:{i}"
+                assert uvicorn_ws._framed(frame) == uvicorn_ws._wire(frame)
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=frame_many, args=(w,)) for w in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import email.utils
 import logging
 import random
@@ -90,7 +91,8 @@ a reader sees a matching pair from any thread."""
 
 _recent: dict[int, tuple[object, bytes]] = {}
 """The last few frames framed, by ``id``, each with its wire bytes (the entry keeps the frame
-alive, so an ``id`` is not reused while it is in here)."""
+alive, so an ``id`` is not reused while it is in here). Shared by the event loops of all threads:
+each operation on it is atomic, and an eviction that loses a race to another thread is skipped."""
 
 RECENT_FRAMES = 16
 """How many frames :data:`_recent` keeps: a round that gives every subscriber the same few
@@ -110,7 +112,8 @@ def _framed(frame: Frame) -> bytes:
     entry = _recent.get(id(frame))
     if entry is None or entry[0] is not frame:
         if len(_recent) >= RECENT_FRAMES:
-            del _recent[next(iter(_recent))]  # the oldest
+            with contextlib.suppress(KeyError, RuntimeError, StopIteration):  # lost to another thread
+                del _recent[next(iter(_recent))]  # the oldest
         entry = _recent[id(frame)] = (frame, _wire(frame))
     _last = entry
     return entry[1]

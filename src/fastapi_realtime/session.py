@@ -111,8 +111,7 @@ class Flusher:
     def mark(self, session: Session) -> None:
         """Flush ``session`` at the end of this round."""
         self._dirty.append(session)
-        if not self.scheduled:
-            self.end_round_soon()
+        self.end_round_soon()
 
     def end_round_soon(self) -> None:
         """Make sure this round ends (in one loop callback, shared by every session)."""

@@ -110,7 +110,7 @@ def _framed(frame: Frame) -> bytes:
     """The wire bytes of ``frame``, framed once while it is among the last few written."""
     global _last
     entry = _recent.get(id(frame))
-    if entry is None or entry[0] is not frame:
+    if entry is None:
         if len(_recent) >= RECENT_FRAMES:
             with contextlib.suppress(KeyError, RuntimeError, StopIteration):  # lost to another thread
                 del _recent[next(iter(_recent))]  # the oldest

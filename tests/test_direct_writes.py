@@ -129,5 +129,27 @@ async def test_a_flood_is_batched_into_few_frames_on_a_direct_transport(hub: Hub
     messages = await transport.wait_sent(40, WAIT)
     assert [orjson.loads(m)["push"]["pub"]["data"] for m in messages] == list(range(40))
     assert len(transport.sent) <= 2
+    assert session.queued_bytes == 0  # the batch's bytes left the count with it
     session.close()
     await asyncio.wait_for(session.wait_ended(), WAIT)
+
+
+async def test_subscribers_flooded_alike_are_handed_the_same_batch_object(hub: Hub) -> None:
+    """A round's batch is joined once for every subscriber that queued the same frames, so a
+    direct transport frames it once (not once per subscriber)."""
+    transports = [FakeDirectTransport() for _ in range(3)]
+    sessions = [hub.open_session(t, CentrifugeCodec(), user="u") for t in transports]
+    for session in sessions:
+        await hub.subscribe(session, "room")
+        session.finish_subscribe("room")
+    for i in range(5):
+        await hub.publish("room", i)  # no pause between: one round
+    for transport in transports:
+        messages = await transport.wait_sent(5, WAIT)
+        assert [orjson.loads(m)["push"]["pub"]["data"] for m in messages] == list(range(5))
+    first, *others = (t.sent for t in transports)
+    assert len(first) == 2  # the first publication at once, the other four batched
+    assert all(sent[1] is first[1] for sent in others)
+    for session in sessions:
+        session.close()
+        await asyncio.wait_for(session.wait_ended(), WAIT)

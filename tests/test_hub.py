@@ -248,6 +248,30 @@ async def test_unsubscribe_user_sends_an_unsubscribe_push(hub: Hub) -> None:
         assert "room" not in session.subscriptions
 
 
+async def test_nothing_of_a_channel_follows_its_server_unsubscribe_push(hub: Hub) -> None:
+    async with open_session(hub) as (session, transport):
+        await join(hub, session, "room")
+        await join(hub, session, "marker")
+        hub.server_unsubscribe(session, "room")  # the broker part of it runs later, in a task
+        await hub.publish("room", "after")
+        await hub.publish("marker", "end")
+        await transport.wait_sent(2)
+        unsubscribed, marker = pushes(transport)
+        assert unsubscribed == {"channel": "room", "unsubscribe": {"code": 2000, "reason": "server unsubscribe"}}
+        assert (marker["channel"], marker["pub"]["data"]) == ("marker", "end")
+
+
+async def test_a_server_unsubscribe_of_a_closed_session_leaves_its_channels_to_the_detach(hub: Hub) -> None:
+    transport = FakeTransport()
+    session = hub.open_session(transport, CentrifugeCodec(), user="u")
+    runner = asyncio.create_task(hub.serve(session, session.receive))
+    await join(hub, session, "room")
+    session.close()
+    hub.server_unsubscribe(session, "room")
+    await asyncio.wait_for(runner, 5)
+    assert hub.channels() == []
+
+
 async def test_broadcast_reaches_every_connection(hub: Hub) -> None:
     async with open_session(hub) as (_, t1), open_session(hub, raw=True) as (_, t2):
         await hub.broadcast({"notice": "maintenance"})

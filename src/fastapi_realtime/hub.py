@@ -65,7 +65,8 @@ async def stream_history(
 
 @dataclass(slots=True)
 class _ChannelState:
-    sessions: set[Session] = field(default_factory=set)
+    subscribers: dict[Session, Subscription] = field(default_factory=dict)
+    """Each session in the channel with its subscription, in the order they subscribed."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     broker_subscribed: bool = False
     delta_subscribers: int = 0
@@ -408,7 +409,7 @@ class Node:
             raise ReplyError(ErrorCode.ALREADY_SUBSCRIBED)
         if len(session.subscriptions) >= self.settings.client_channel_limit:
             raise ReplyError(ErrorCode.LIMIT_EXCEEDED)
-        session.subscriptions[name] = Subscription(
+        sub = session.subscriptions[name] = Subscription(
             join_leave=join_leave and channel.options.join_leave,
             positioned=positioned,
             chan_info=chan_info,
@@ -417,12 +418,12 @@ class Node:
         state = self._channels.get(name)
         if state is None:
             state = self._channels[name] = _ChannelState()
-        state.sessions.add(session)
+        state.subscribers[session] = sub
         state.delta_subscribers += delta
         try:
             if not state.broker_subscribed:
                 async with state.lock:
-                    if not state.broker_subscribed and state.sessions:
+                    if not state.broker_subscribed and state.subscribers:
                         await self.broker.subscribe(name)
                         state.broker_subscribed = True
             info = session.info(chan_info)
@@ -443,17 +444,23 @@ class Node:
         if sub is not None:
             await self._remove_subscriber(session, name, sub, announce=announce)
 
-    async def _remove_subscriber(self, session: Session, name: str, sub: Subscription, *, announce: bool) -> None:
+    def _drop_subscriber(self, session: Session, name: str, sub: Subscription) -> _ChannelState | None:
+        """Take ``sub`` (``session``'s subscription, already out of ``session.subscriptions``)
+        out of the fan-out of channel ``name`` now; returns the channel's state, if any."""
         state = self._channels.get(name)
+        if state is not None and state.subscribers.get(session) is sub:
+            del state.subscribers[session]
+            state.delta_subscribers -= sub.delta
+        return state
+
+    async def _remove_subscriber(self, session: Session, name: str, sub: Subscription, *, announce: bool) -> None:
+        state = self._drop_subscriber(session, name, sub)
         if state is None:
             return
-        if session in state.sessions:
-            state.delta_subscribers -= sub.delta
-            state.sessions.discard(session)
         try:
-            if not state.sessions:
+            if not state.subscribers:
                 async with state.lock:
-                    if not state.sessions and state.broker_subscribed:
+                    if not state.subscribers and state.broker_subscribed:
                         state.broker_subscribed = False
                         await self.broker.unsubscribe(name)
             options = parse_channel(name, self.settings).options
@@ -465,7 +472,7 @@ class Node:
             # The session has left this hub all the same; its presence entry expires by itself.
             log.warning("removing session %s from %s on the broker failed: %s", session.id, name, exc)
         finally:
-            if not state.sessions and self._channels.get(name) is state:
+            if not state.subscribers and self._channels.get(name) is state:
                 del self._channels[name]
 
     def channels(self) -> list[str]:
@@ -659,8 +666,9 @@ class Node:
                 if base is not None and len(base) <= limit and len(pub.data) <= limit:
                     pub = dataclasses.replace(pub, delta_base=base)
                 state.last_data = pub.data
-            for session in state.sessions:
-                session.deliver(channel, pub)
+            # A copy: a delivery can take its own session out (a gap in a positioned channel).
+            for session, sub in state.subscribers.copy().items():
+                session.deliver(channel, sub, pub)
 
     def on_join(self, channel: str, info: ClientInfo) -> None:
         self._deliver_join(channel, info, leave=False)
@@ -671,7 +679,7 @@ class Node:
     def _deliver_join(self, channel: str, info: ClientInfo, *, leave: bool) -> None:
         state = self._channels.get(channel)
         if state is not None:
-            for session in state.sessions:
+            for session in state.subscribers:
                 if session.id != info.client:  # the joiner's own join comes from finish_subscribe
                     session.deliver_join(channel, info, leave=leave)
 
@@ -710,9 +718,12 @@ class Node:
         self, session: Session, channel: str, code: UnsubscribeCode = UnsubscribeCode.SERVER
     ) -> None:
         """Unsubscribe ``session`` from ``channel`` now and tell the client (never awaits)."""
+        if session.closed:
+            return  # its detach takes it out of every channel it is in
         sub = session.subscriptions.pop(channel, None)
-        if sub is None or session.closed:
+        if sub is None:
             return
+        self._drop_subscriber(session, channel, sub)  # no publication after the unsubscribe push
         frame = session.codec.unsubscribe(channel, int(code), code.reason)
         if frame is not None:
             session.enqueue(frame)
@@ -785,9 +796,9 @@ class Node:
         except BrokerError as exc:
             self._outages.failed("presence refresh", exc)
 
-    def _subscribers(self, channel: str) -> set[Session]:
+    def _subscribers(self, channel: str) -> Mapping[Session, Subscription]:
         state = self._channels.get(channel)
-        return state.sessions if state is not None else set()
+        return state.subscribers if state is not None else {}
 
     async def check_positions(self) -> int:
         """Find positioned subscriptions that missed publications and make them recover.
@@ -825,10 +836,8 @@ class Node:
         for name, state in list(self._channels.items()):
             if not parse_channel(name, self.settings).options.presence:
                 continue
-            for session in list(state.sessions):
-                sub = session.subscriptions.get(name)
-                if sub is not None:
-                    await self.broker.add_presence(name, session.info(sub.chan_info), self.settings.presence_ttl)
+            for session, sub in list(state.subscribers.items()):
+                await self.broker.add_presence(name, session.info(sub.chan_info), self.settings.presence_ttl)
 
     # -- introspection ----------------------------------------------------------------
 
@@ -839,7 +848,7 @@ class Node:
             "sessions": len(self._sessions),
             "users": len(self._users),
             "channels": len(self._channels),
-            "subscriptions": sum(len(s.sessions) for s in self._channels.values()),
+            "subscriptions": sum(len(s.subscribers) for s in self._channels.values()),
         }
 
     # -- server API: targets, refresh, info, channel counts -------------------------------
@@ -875,9 +884,9 @@ class Node:
         ``pattern`` keeps the names it matches (shell-style: ``*``, ``?``, ``[...]``).
         """
         return {
-            name: len(state.sessions)
+            name: len(state.subscribers)
             for name, state in self._channels.items()
-            if state.sessions and (not pattern or fnmatch.fnmatchcase(name, pattern))
+            if state.subscribers and (not pattern or fnmatch.fnmatchcase(name, pattern))
         }
 
     def info(self) -> NodeInfo:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from .brokers.base import BrokerError
 from .protocol.errors import ReplyError
@@ -49,13 +49,14 @@ class OutageLog:
 
 class PositionSync:
     """Checks the positioned subscriptions of one hub against their streams (see the module
-    docstring). ``subscribers(channel)`` gives the hub's sessions in a channel, ``read_top``
-    reads a channel's stream top through the broker; failures go to ``outages``."""
+    docstring). ``subscribers(channel)`` maps the hub's sessions in a channel to their
+    subscriptions, ``read_top`` reads a channel's stream top through the broker; failures go
+    to ``outages``."""
 
     def __init__(
         self,
         settings: HubSettings,
-        subscribers: Callable[[str], Collection[Session]],
+        subscribers: Callable[[str], Mapping[Session, Subscription]],
         read_top: Callable[[str], Awaitable[StreamPosition]],
         outages: OutageLog,
     ) -> None:
@@ -67,9 +68,8 @@ class PositionSync:
     def positioned(self, channel: str) -> list[tuple[Session, Subscription]]:
         """The subscriptions of ``channel`` that track a position (and are not still subscribing)."""
         out = []
-        for session in self.subscribers(channel):
-            sub = session.subscriptions.get(channel)
-            if sub is not None and sub.positioned and sub.buffer is None:
+        for session, sub in self.subscribers(channel).items():
+            if sub.positioned and sub.buffer is None:
                 out.append((session, sub))
         return out
 

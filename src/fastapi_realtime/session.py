@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
@@ -101,12 +102,26 @@ class Flusher:
     one call per subscriber, and a flood still goes out in few, large frames.
     """
 
-    __slots__ = ("_dirty", "round", "scheduled")
+    __slots__ = ("_dirty", "_last_batch", "_last_joined", "round", "scheduled")
 
     def __init__(self) -> None:
         self._dirty: list[Session] = []
         self.scheduled = False
         self.round = 0
+        self._last_batch: list[Frame] = []
+        self._last_joined: Frame = ""
+
+    def joined(self, batch: list[Frame]) -> Frame:
+        """``batch`` (two or more frames of one kind) as one frame: text joined by ``\n``,
+        binary end to end. A batch of the same frame objects as the last one gives the same
+        object back, so the batch that every subscriber of a broadcast gets in a round is
+        joined once and, on a direct transport, framed once."""
+        last = self._last_batch
+        if len(batch) == len(last) and all(map(operator.is_, batch, last)):
+            return self._last_joined
+        joined: Frame = "\n".join(batch) if isinstance(batch[0], str) else b"".join(batch)  # type: ignore[arg-type]
+        self._last_batch, self._last_joined = batch, joined
+        return joined
 
     def mark(self, session: Session) -> None:
         """Flush ``session`` at the end of this round."""
@@ -129,6 +144,7 @@ class Flusher:
             except Exception:  # a bug must cost one session, not every session after it
                 log.exception("flushing session %s failed", session.id)
                 session.close(DisconnectCode.INTERNAL)
+        self._last_batch, self._last_joined = [], ""  # let the round's frames go
 
 
 class _Resume:
@@ -403,10 +419,10 @@ class Session:
             self._flush_scheduled = True
             self._flusher.mark(self)
 
-    def deliver(self, channel: str, pub: Publication) -> None:
-        """Hand the session a publication of ``channel`` (called by the hub's fan-out)."""
-        sub = self.subscriptions.get(channel)
-        if sub is None or self._is_closed:
+    def deliver(self, channel: str, sub: Subscription, pub: Publication) -> None:
+        """Hand the session a publication of ``channel``, to which it is subscribed with ``sub``
+        (called by the hub's fan-out, which keeps each subscriber's ``sub`` beside it)."""
+        if self._is_closed:
             return
         if sub.buffer is not None:
             sub.buffer.append(pub)
@@ -454,7 +470,7 @@ class Session:
         for pub in buffered:
             if pub.offset and pub.offset <= after_offset:
                 continue
-            self.deliver(channel, pub)
+            self.deliver(channel, sub, pub)
 
     def insufficient_state(self, channel: str) -> None:
         """The session missed publications of positioned ``channel``: make it recover."""
@@ -470,11 +486,10 @@ class Session:
         queue = self._queue
         assert queue is not None
         first = queue.popleft()
-        self._taken(first)
-        if not queue:
-            self._queue = None
-            return first
-        if not self.codec.batching:
+        if not queue or not self.codec.batching:
+            if not queue:
+                self._queue = None
+            self._taken(first)
             return first
         kind = type(first)
         sep = 1 if kind is str else 0
@@ -483,15 +498,20 @@ class Session:
         max_batch = self.settings.client_max_batch_bytes
         while queue and type(queue[0]) is kind and size + len(queue[0]) < max_batch:
             nxt = queue.popleft()
-            self._taken(nxt)
             size += len(nxt) + sep
             parts.append(nxt)
         if not queue:
             self._queue = None
+        if self._replies_at is None:  # all live frames: account for them at once
+            self._taken_count += len(parts)
+            self._queued_bytes -= size - sep * (len(parts) - 1)
+        else:
+            for part in parts:
+                self._taken(part)
         # Several messages a round: this client is being flooded; the next round's first
         # frame waits for the batch too (see _write_at_once), so a flood costs one write a round.
         self._written_round = self._flusher.round
-        return "\n".join(parts) if isinstance(first, str) else b"".join(parts)  # type: ignore[arg-type]
+        return first if len(parts) == 1 else self._flusher.joined(parts)
 
     def _clear_queue(self) -> None:
         self._queue = self._replies_at = None

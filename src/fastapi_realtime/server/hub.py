@@ -46,7 +46,7 @@ class ServerHub(Hub):
     def on_publication(self, channel: str, pub: Publication) -> None:
         super().on_publication(channel, pub)
         state = self._channels.get(channel)
-        self.metrics.fanned_out(len(state.sessions) if state is not None else 0)
+        self.metrics.fanned_out(len(state.subscribers) if state is not None else 0)
 
     def on_broker_state(self, up: bool) -> None:
         super().on_broker_state(up)

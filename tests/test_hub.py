@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import orjson
 import pytest
@@ -419,3 +420,23 @@ async def test_a_failing_flush_closes_only_that_session(
         assert broken_t.closed_with[0] == DisconnectCode.INTERNAL
         assert not fine.closed
     assert "flushing session" in caplog.text
+
+
+async def test_a_presence_refresh_skips_a_session_that_left_while_it_ran(hub: Hub) -> None:
+    """The refresh awaits the broker per entry: one who unsubscribes meanwhile is not re-added."""
+    async with open_session(hub) as (first, _), open_session(hub) as (second, _):
+        await join(hub, first, "chat:room")
+        await join(hub, second, "chat:room")
+        add_presence = hub.broker.add_presence
+        calls = 0
+
+        async def add_then_let_the_second_leave(channel: str, info: Any, ttl: float) -> None:
+            nonlocal calls
+            calls += 1
+            await add_presence(channel, info, ttl)
+            if calls == 1:
+                await hub.unsubscribe(second, "chat:room")
+
+        hub.broker.add_presence = add_then_let_the_second_leave  # type: ignore[method-assign]
+        await hub.refresh_presence()
+        assert list(await hub.presence("chat:room")) == [first.id]

@@ -837,7 +837,8 @@ class Node:
             if not parse_channel(name, self.settings).options.presence:
                 continue
             for session, sub in list(state.subscribers.items()):
-                await self.broker.add_presence(name, session.info(sub.chan_info), self.settings.presence_ttl)
+                if state.subscribers.get(session) is sub:  # not gone during the awaits before
+                    await self.broker.add_presence(name, session.info(sub.chan_info), self.settings.presence_ttl)
 
     # -- introspection ----------------------------------------------------------------
 

@@ -151,6 +151,9 @@ class GuardedHTTPProtocol(HttpToolsProtocol):
         websocket = transport.get_protocol()
         assert isinstance(websocket, asyncio.Protocol)
         transport.set_protocol(_ReleaseOnLost(websocket, lambda: guard.release(ip, transport)))
+        # This object is done; its parser holds its callbacks, so it would wait for the garbage
+        # collector with its request scope and buffers (about 6 KB per connection).
+        self.parser = None  # type: ignore[assignment]
 
     def _arm(self) -> None:
         if self._handshake_timer is None and not self.transport.is_closing():

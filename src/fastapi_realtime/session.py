@@ -783,6 +783,9 @@ class Session:
                     await self._on_ended(self)
                 except Exception:
                     log.exception("removing session %s failed", self.id)
+            # The hooks are bound methods of the session's owners, which hold the session: let
+            # the ended session and its owners go by reference counting, not by the collector.
+            self.on_insufficient_state = self.on_server_subscribe = self.on_server_refresh = None
 
     async def _stop(self) -> None:
         loop = asyncio.get_running_loop()
